@@ -375,6 +375,67 @@ int stead_sweep(stead_rt *rt, int64_t now_ms);
  * Errors: ENOMEM. */
 int stead_metrics_text(stead_rt *rt, char **out, size_t *out_len);
 
+/* ======================================================================
+ * Cluster: shard math and static host lists
+ *
+ * Pure functions: every node computes the same answers from the same
+ * inputs, with no coordinator. All are reentrant and thread-safe.
+ *
+ * Hashing is BLAKE2b (libsodium). The seed is a string; NULL or "" means
+ * unkeyed, otherwise the BLAKE2b key is BLAKE2b-256(seed). Then
+ *   shard  = LE64(BLAKE2b-64(class "/" id)) mod nshards
+ *   weight = LE64(BLAKE2b-64(node 0x00 LE32(shard)))
+ * and a shard belongs to the live node of highest weight (rendezvous / HRW
+ * hashing): adding a node moves about 1/n of the shards, all to the new
+ * node; removing a node moves only the shards it owned. Every node of a
+ * deployment must use the same seed and shard count. docs/cluster.md has
+ * fixed test vectors.
+ * ====================================================================== */
+
+/* Shard counts are 1..STEAD_MAX_SHARDS; the usual default is 1024. */
+#define STEAD_DEFAULT_SHARDS 1024
+#define STEAD_MAX_SHARDS 65536
+/* Node lists (live sets, static host lists) hold at most this many ids. */
+#define STEAD_MAX_HOSTS 4096
+
+/* The shard (0..nshards-1) of object `id` of class `cls`. `cls` is a class
+ * name (1..128 bytes of [A-Za-z0-9_.-]), `id` valid UTF-8 of 1..1024 bytes.
+ * Returns the shard, or EINVAL (bad name, id or nshards), ETOOBIG (id or
+ * name too long). */
+int stead_shard_for_key(const char *cls, const char *id, uint32_t nshards,
+                        const char *seed);
+
+/* The owner of `shard` among `nodes[0..n-1]`: returns its index into
+ * `nodes`. Node ids are names (1..128 bytes of [A-Za-z0-9_.-]); the order
+ * of the list does not change the answer; a duplicated id is harmless.
+ * Errors: EINVAL (empty list, NULL or bad id), ETOOBIG (n over
+ * STEAD_MAX_HOSTS). */
+int stead_shard_owner(uint32_t shard, const char *const *nodes, size_t n,
+                      const char *seed);
+
+/* The shards (ascending) that `node` owns among `nodes[0..n-1]` when the
+ * deployment has `nshards` shards. Writes at most `cap` shard numbers to
+ * `out` (caller-owned; may be NULL when cap is 0) and returns how many the
+ * node owns, which may exceed cap (call again with a bigger array; nshards
+ * entries always suffice). A node absent from the list owns 0 shards.
+ * Errors: as stead_shard_owner, and EINVAL for bad nshards or node. */
+int stead_shards_for_node(const char *node, const char *const *nodes, size_t n,
+                          uint32_t nshards, const char *seed, uint32_t *out,
+                          size_t cap);
+
+/* Expands a static host list: comma-separated items, each a host name that
+ * may hold one decimal range {LO..HI} (LO <= HI, at most 9 digits each):
+ * "host-{0..3}" gives host-0 .. host-3, "db{08..10}.x" gives db08, db09,
+ * db10 (a leading zero in LO pads to LO's width), "a,b{1..2}" gives a, b1,
+ * b2. No spaces. Each result must be a valid name (1..128 bytes of
+ * [A-Za-z0-9_.-]), unique, and there are at most STEAD_MAX_HOSTS.
+ * On success *out is a NULL-terminated array of *count strings in one
+ * allocation, freed with stead_free(*out). On error *out is NULL and the
+ * message says which item is wrong. Errors: EINVAL (empty list or item,
+ * unbalanced braces, two ranges, bad bounds, LO > HI, bad or duplicate
+ * name), ETOOBIG (too many hosts or too long a name), ENOMEM. */
+int stead_hosts_expand(const char *spec, char ***out, size_t *count);
+
 #ifdef __cplusplus
 }
 #endif
