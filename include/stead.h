@@ -436,6 +436,595 @@ int stead_shards_for_node(const char *node, const char *const *nodes, size_t n,
  * name), ETOOBIG (too many hosts or too long a name), ENOMEM. */
 int stead_hosts_expand(const char *spec, char ***out, size_t *count);
 
+/* ======================================================================
+ * Event bus
+ *
+ * An in-process publish/subscribe bus, usable on its own (no runtime
+ * needed). Topics are dot-separated segments ("invoice.42.paid");
+ * listeners subscribe with patterns where `*` matches exactly one segment
+ * and `**` zero or more segments, anywhere ("**.completed", "invoice.**",
+ * "a.**.z"; "a.**" also matches "a"). See docs/bus.md for the grammar.
+ *
+ * One event's listeners run one after another on one thread, ordered by
+ * priority (higher first; equal priorities in subscription order) across
+ * all the patterns that matched; a listener may abort the event so that
+ * the rest do not run. Different events run concurrently on the bus's
+ * bounded worker pool: there is no ordering between events unless the bus
+ * has one worker.
+ *
+ * A listener reports failure by returning non-zero (best with
+ * stead_event_fail, which records a message). C has no panics to recover
+ * from: a listener must not crash the process or longjmp out of the bus;
+ * the error return is the only way to report a problem. Errors go to the
+ * configured error handler, which may swallow them; the rest are reported
+ * to the emitter, and a failing listener does not stop the later ones
+ * (only stead_event_abort does).
+ * ====================================================================== */
+
+typedef struct stead_bus stead_bus;
+typedef struct stead_event stead_event;
+
+/* Bytes of a buffer that holds any listener id, including its NUL. */
+#define STEAD_BUS_ID_SIZE 64
+
+/* Default limits (see stead_bus_config). The stead_topic_* helpers below
+ * always use these defaults. */
+#define STEAD_TOPIC_MAX_LEN 256
+#define STEAD_TOPIC_MAX_SEGMENTS 32
+
+/* Conventional priorities; any int is allowed. */
+#define STEAD_PRIORITY_LOW (-10)
+#define STEAD_PRIORITY_NORMAL 0
+#define STEAD_PRIORITY_HIGH 10
+
+/* A listener. `ev` is valid only during the call. Return 0 for success;
+ * non-zero is an error (a negative STEAD_E* code is kept as is, any other
+ * value becomes STEAD_EHANDLER). Runs on a bus worker (stead_bus_emit) or
+ * on the emitting thread (stead_bus_emit_sync), possibly concurrently with
+ * itself for different events. It may call stead_bus_on, stead_bus_off and
+ * stead_bus_emit*, but not stead_bus_free. */
+typedef int (*stead_listener_fn)(stead_event *ev, void *udata);
+
+/* The error handler: called on the listener's thread right after a
+ * listener failed, before the next listener runs, with the listener's id,
+ * its error code and message (valid during the call). Return 0 to swallow
+ * the error (the emitter never sees it) or non-zero to report it to the
+ * emitter. It may call stead_event_abort(ev). */
+typedef int (*stead_bus_error_fn)(stead_event *ev, const char *listener_id, int code,
+                                  const char *message, void *udata);
+
+/* A listener id generator: writes a NUL-terminated id of 1..size-1 bytes
+ * into `out` (size is STEAD_BUS_ID_SIZE) and returns 0, or returns a
+ * negative STEAD_E* code. Ids must be unique among the bus's listeners (a
+ * duplicate makes stead_bus_on fail with EEXIST). Called from the thread
+ * that calls stead_bus_on, possibly concurrently, with no bus lock held. */
+typedef int (*stead_bus_id_fn)(char *out, size_t size, void *udata);
+
+/* Bus configuration. Start from stead_bus_config_init(); the struct is
+ * read by stead_bus_new and not kept. */
+typedef struct stead_bus_config {
+  /* Worker threads that run emitted events. Default 0: one per online
+   * CPU. At most 1024. */
+  int workers;
+  /* Events queued for the workers before stead_bus_emit answers
+   * STEAD_EOVERLOAD (or waits, see wait_when_full). Default 1024. */
+  size_t queue_capacity;
+  /* 0 (default): a full queue makes stead_bus_emit return EOVERLOAD at
+   * once. 1: stead_bus_emit waits for room -- except when called from a
+   * listener or done callback of this bus, which gets EOVERLOAD rather
+   * than risk waiting on itself. */
+  int wait_when_full;
+  /* Longest topic or pattern in bytes (default STEAD_TOPIC_MAX_LEN, at
+   * most 4096) and most segments (default STEAD_TOPIC_MAX_SEGMENTS, at
+   * most 128). Longer ones get STEAD_ETOOBIG. */
+  size_t max_topic_len;
+  size_t max_segments;
+  /* Most listeners registered at once; past it stead_bus_on returns
+   * STEAD_EOVERLOAD. Default 100,000. */
+  size_t max_listeners;
+  /* Largest payload of an emit or a replacement payload, bytes
+   * (STEAD_ETOOBIG past it). Default 4 MiB. */
+  size_t max_payload;
+  /* Most properties per emit (STEAD_ETOOBIG past it). Default 64. */
+  size_t max_properties;
+  /* Error handler; default NULL: every listener error is reported. */
+  stead_bus_error_fn on_error;
+  void *error_udata;
+  /* Listener id generator; default NULL: ULIDs (26 characters of
+   * Crockford base32, time-ordered, monotonic within a millisecond). */
+  stead_bus_id_fn id_gen;
+  void *id_udata;
+} stead_bus_config;
+
+/* Fills `cfg` with the defaults above. */
+void stead_bus_config_init(stead_bus_config *cfg);
+
+/* Creates a bus and starts its workers. `cfg` may be NULL for the
+ * defaults. On success *out owns the bus until stead_bus_free.
+ * Errors: EINVAL (a bad field; the message names it), ENOMEM, EIO
+ * (threads). Thread-safe. */
+int stead_bus_new(const stead_bus_config *cfg, stead_bus **out);
+
+/* Frees the bus: new emits fail with ECLOSED, the events already accepted
+ * still run (queued ones included) and every pending done callback fires
+ * exactly once; then the workers stop and all listeners and memory are
+ * released. Blocks until done. Emits made by listeners during the drain
+ * get ECLOSED. Returns EMISUSE (and does nothing) when called from a
+ * listener or done callback of this bus. NULL is allowed (returns 0). */
+int stead_bus_free(stead_bus *bus);
+
+/* Subscribes `fn` to the topics matching `pattern` (copied) with the
+ * given priority. `udata` is passed to every call of fn; the caller keeps
+ * ownership and must keep it valid until stead_bus_off of this listener
+ * returned (from outside a listener) or the bus is freed. If `id_out` is
+ * not NULL it receives the listener's id (STEAD_BUS_ID_SIZE bytes).
+ * The listener sees events emitted after this returns, not earlier ones.
+ * Errors: EINVAL (NULL bus/fn, malformed pattern: the message says why),
+ * ETOOBIG (pattern over the limits), EOVERLOAD (max_listeners reached),
+ * EEXIST (the id generator produced a live id), ECLOSED, ENOMEM, or the
+ * generator's error. Thread-safe; allowed inside listeners. */
+int stead_bus_on(stead_bus *bus, const char *pattern, stead_listener_fn fn, void *udata,
+                 int priority, char *id_out);
+
+/* Unsubscribes the listener with this id. After it returns the listener
+ * is never started again, even for events emitted earlier whose other
+ * listeners are still running. Called from outside any listener of this
+ * bus, it also waits until every running invocation of the listener has
+ * returned, so the caller may then free its udata. Called from inside a
+ * listener (of this bus) it does not wait -- waiting could deadlock two
+ * listeners removing each other, or a listener removing itself -- so
+ * other threads may still be finishing an invocation when it returns.
+ * Errors: EINVAL (NULL), ENOTFOUND (no live listener has this id).
+ * Thread-safe. */
+int stead_bus_off(stead_bus *bus, const char *id);
+
+/* A key/value property attached to an emitted event (e.g. a trace id).
+ * Both strings are copied by the emit. */
+typedef struct stead_event_prop {
+  const char *key;
+  const char *value;
+} stead_event_prop;
+
+/* A listener error reported to the emitter. */
+typedef struct stead_event_error {
+  const char *listener_id;
+  const char *pattern; /* the listener's pattern */
+  int code;            /* negative STEAD_E* code */
+  const char *message; /* never NULL */
+} stead_event_error;
+
+/* What happened to an event. Every pointer in it is owned by the bus:
+ * valid during the done callback, or until stead_emit_result_free for
+ * stead_bus_emit_sync. */
+typedef struct stead_emit_result {
+  int status;            /* 0, STEAD_EHANDLER if n_errors > 0 */
+  const char *topic;
+  size_t matched;        /* listeners that matched when it was emitted */
+  size_t ran;            /* listeners that were invoked */
+  int aborted;           /* 1 if a listener called stead_event_abort */
+  const stead_event_error *errors; /* reported errors, in invocation order */
+  size_t n_errors;
+  const void *payload;   /* the final payload (after replacements) */
+  size_t len;
+} stead_emit_result;
+
+/* Completion of stead_bus_emit: called exactly once, on a bus worker,
+ * after the event's last listener (never inside stead_bus_emit). */
+typedef void (*stead_emit_cb)(const stead_emit_result *res, void *udata);
+
+/* Emits an event asynchronously. The topic is validated, the listeners
+ * matching it are snapshotted (later stead_bus_on calls do not affect
+ * this event; stead_bus_off still prevents a listener from starting),
+ * topic, payload and properties are copied, and the event is queued for a
+ * worker. If it returns 0, `done` (may be NULL) is called exactly once; if
+ * it returns an error, `done` is never called. `payload` may be NULL when
+ * len is 0. Errors: EINVAL (bad topic, NULL property key/value), ETOOBIG
+ * (topic, payload or properties over the limits), EOVERLOAD (queue full,
+ * see wait_when_full; retryable), ECLOSED (being freed), ENOMEM.
+ * Thread-safe; allowed inside listeners and done callbacks. */
+int stead_bus_emit(stead_bus *bus, const char *topic, const void *payload, size_t len,
+                   const stead_event_prop *props, size_t n_props, stead_emit_cb done,
+                   void *udata);
+
+/* Emits an event and runs its listeners on the calling thread before
+ * returning (the worker pool is not used). Returns 0 when no error was
+ * reported, STEAD_EHANDLER when listeners reported errors (the message is
+ * the first one's), or the errors of stead_bus_emit (except EOVERLOAD).
+ * If `out` is not NULL it receives the result, errors in invocation order,
+ * which the caller frees with stead_emit_result_free (also on
+ * STEAD_EHANDLER; on other errors *out is set to NULL). Thread-safe;
+ * allowed inside listeners (nested events). */
+int stead_bus_emit_sync(stead_bus *bus, const char *topic, const void *payload,
+                        size_t len, const stead_event_prop *props, size_t n_props,
+                        stead_emit_result **out);
+
+/* Frees a result of stead_bus_emit_sync. NULL is allowed. */
+void stead_emit_result_free(stead_emit_result *res);
+
+/* Counters of the bus and its worker pool; a snapshot. */
+typedef struct stead_bus_stats {
+  uint64_t workers;   /* pool size */
+  uint64_t running;   /* workers running an event now */
+  uint64_t idle;      /* workers waiting for work */
+  uint64_t waiting;   /* events queued, not started */
+  uint64_t submitted; /* events accepted by stead_bus_emit */
+  uint64_t succeeded; /* finished with no reported error */
+  uint64_t failed;    /* finished with at least one reported error */
+  uint64_t rejected;  /* stead_bus_emit calls refused with EOVERLOAD */
+  uint64_t sync_emits;  /* stead_bus_emit_sync calls that ran */
+  uint64_t listeners;   /* listeners registered now */
+  uint64_t listener_errors; /* listener failures, swallowed ones included */
+} stead_bus_stats;
+
+/* Fills *out. Errors: EINVAL (NULL). Thread-safe. */
+int stead_bus_get_stats(stead_bus *bus, stead_bus_stats *out);
+
+/* --- inside a listener: the event ------------------------------------
+ * A stead_event is valid only during the listener (or error handler) it
+ * was passed to. Strings and buffers it returns are owned by the bus. */
+
+/* The event's topic. */
+const char *stead_event_topic(const stead_event *ev);
+
+/* The current payload and its length (*len may be NULL). Valid until it
+ * is replaced or the listener returns. NULL when the length is 0. */
+const void *stead_event_payload(const stead_event *ev, size_t *len);
+
+/* Replaces the payload (copied) for the listeners after this one and for
+ * the emit result. Errors: EINVAL, ETOOBIG (over max_payload), ENOMEM. */
+int stead_event_set_payload(stead_event *ev, const void *data, size_t len);
+
+/* The value of property `key`, or NULL if the emit did not give it. */
+const char *stead_event_property(const stead_event *ev, const char *key);
+
+/* Number of properties, and the i-th one (0-based, in emit order);
+ * stead_event_property_at returns ENOTFOUND when i is out of range. */
+size_t stead_event_property_count(const stead_event *ev);
+int stead_event_property_at(const stead_event *ev, size_t i, const char **key,
+                        const char **value);
+
+/* Stops the event: no listener after the current one runs. Idempotent. */
+void stead_event_abort(stead_event *ev);
+
+/* 1 if the event was aborted. */
+int stead_event_aborted(const stead_event *ev);
+
+/* The id and pattern of the listener being invoked (for an error handler:
+ * of the one that failed). */
+const char *stead_event_listener_id(const stead_event *ev);
+const char *stead_event_pattern(const stead_event *ev);
+
+/* The bus the event belongs to, e.g. to call stead_bus_off from inside. */
+stead_bus *stead_event_bus(const stead_event *ev);
+
+/* Records a printf-style failure message (at most 1 KiB kept) for the
+ * current listener and returns STEAD_EHANDLER, for
+ * `return stead_event_fail(ev, "...")`. */
+int stead_event_fail(stead_event *ev, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* --- topic helpers (pure, thread-safe, for any module) ---------------- */
+
+/* 0 if `topic` is a valid topic: 1..STEAD_TOPIC_MAX_LEN bytes of UTF-8,
+ * 1..STEAD_TOPIC_MAX_SEGMENTS non-empty segments separated by '.', no
+ * ASCII control characters, spaces or '*'. Else EINVAL or ETOOBIG with a
+ * message saying what is wrong and where. */
+int stead_topic_validate(const char *topic);
+
+/* 0 if `pattern` is a valid pattern: a topic whose segments may also be
+ * `*` or `**` (a wildcard must be a whole segment: "ab*" is EINVAL). */
+int stead_pattern_validate(const char *pattern);
+
+/* 1 if `pattern` matches `topic`, 0 if not, or a negative code (EINVAL,
+ * ETOOBIG) if either is invalid. */
+int stead_topic_match(const char *pattern, const char *topic);
+
+/* ======================================================================
+ * Loop: the Elm-style message loop (standalone, go-state's model)
+ *
+ * A program is four callbacks over a model that the caller owns:
+ *   init(model) -> commands          (once, before the first message)
+ *   update(model, msg) -> commands   (once per message)
+ *   view(model)                      (after each tick that changed it)
+ *   run(command, dispatch)           (side effects; may dispatch messages)
+ * Messages and commands are byte strings. Messages come from a FIFO
+ * consumer (get / commit / rollback); messages that commands dispatch go to
+ * a producer (put). stead ships an unbounded in-memory queue that is both,
+ * and an in-memory snapshot store for Aggregate; any other queue or store
+ * plugs in through the same small structs of function pointers.
+ *
+ * Modes:
+ *   Run        one message per tick, waits for input, runs until canceled,
+ *              past its deadline, or the input is closed.
+ *   Batch      up to N messages per tick, one commit per tick; returns when
+ *              the queue is empty (quiescence: commands dispatch back into
+ *              the queue before the commit, so an empty queue after a tick
+ *              means nothing more is coming from the program itself).
+ *   Aggregate  loads the model from a snapshot store, runs a Batch, saves
+ *              the model back under a version check; the input is committed
+ *              only once the snapshot is saved.
+ *   Replay     a flag on any mode: commands are skipped (update and view
+ *              still run), so feeding a journal of past messages rebuilds
+ *              the model without repeating side effects.
+ *
+ * One tick: take message(s); update each; view; run the commands (unless
+ * replaying) collecting dispatched messages; put those to the producer;
+ * commit. A failure at any step before the commit rolls the tick's
+ * messages back to the head of the queue and ends the loop with the error:
+ * the in-memory model may then hold part of the failed tick, so rebuild it
+ * (from a snapshot and/or by replay) before running again -- Aggregate
+ * does this by itself, since a failed Aggregate saves nothing.
+ * A message with NULL data is consumed but not given to update; a NULL
+ * command or NULL dispatched message is dropped.
+ * ====================================================================== */
+
+/* A message or command: a byte string. `data` NULL means "no message". */
+typedef struct stead_msg {
+  const void *data;
+  size_t len;
+} stead_msg;
+
+/* --- Cancellation ----------------------------------------------------- */
+
+/* A cancellation token: canceled when stead_cancel_set is called or when
+ * its deadline passes, whichever is first. Loops check it between ticks
+ * and queues obey it while a get waits for input. */
+typedef struct stead_cancel stead_cancel;
+
+/* Creates a token; timeout_ms > 0 sets a deadline that many milliseconds
+ * from now (monotonic clock), 0 means none. The caller owns *out and frees
+ * it with stead_cancel_free once nothing uses it. Errors: EINVAL (NULL out,
+ * negative timeout), ENOMEM. */
+int stead_cancel_new(stead_cancel **out, int64_t timeout_ms);
+
+/* Frees a token. It must not be in use by a loop or a waiting get. NULL is
+ * allowed. */
+void stead_cancel_free(stead_cancel *c);
+
+/* Cancels: every current and future check returns STEAD_ECANCELED and every
+ * watcher runs once. Idempotent. Thread-safe; may be called from a signal-
+ * free context on any thread, including from loop callbacks. */
+void stead_cancel_set(stead_cancel *c);
+
+/* 0 while live; STEAD_ECANCELED once set; STEAD_ETIMEDOUT once the deadline
+ * passed (a set takes precedence). NULL is a token that never cancels.
+ * Thread-safe. Sets the last-error message when non-zero. */
+int stead_cancel_check(stead_cancel *c);
+
+/* The deadline in CLOCK_MONOTONIC nanoseconds, or INT64_MAX if none (and
+ * for NULL). For queue implementations that wait with a timeout. */
+int64_t stead_cancel_deadline_ns(const stead_cancel *c);
+
+/* For queue implementations: runs fn(arg) once when the token is set, so a
+ * blocked get can wake up. On success *id names the registration for
+ * stead_cancel_unwatch. fn runs on the thread that calls stead_cancel_set,
+ * with the token's lock held: it must be short and must not call stead_
+ * cancel functions. Errors: ECANCELED (already set: fn will not run; the
+ * caller should not wait), EINVAL, ENOMEM. Thread-safe. */
+int stead_cancel_watch(stead_cancel *c, void (*fn)(void *arg), void *arg, uint64_t *id);
+
+/* Removes a registration. When it returns, fn is not running and will not
+ * run for it. Unknown ids are ignored. Thread-safe. */
+void stead_cancel_unwatch(stead_cancel *c, uint64_t id);
+
+/* --- Queue interfaces ---------------------------------------------- */
+
+/* The consumer side of a FIFO queue, read by one loop at a time (the three
+ * functions are called from the loop's thread only).
+ *   get: takes the next message after the ones already taken and not yet
+ *     committed. On 0, *out is the message; its bytes belong to the queue
+ *     and stay valid until the next commit or rollback. `wait` 0: return
+ *     STEAD_ENOTFOUND at once if none is available; `wait` 1: block until
+ *     one is, returning STEAD_ECANCELED / STEAD_ETIMEDOUT when `cancel`
+ *     (may be NULL) fires first. STEAD_ECLOSED: the queue is closed and
+ *     nothing is left. Other negative codes are failures.
+ *   commit: the messages taken since the last commit/rollback are done;
+ *     they will not be delivered again.
+ *   rollback: the messages taken since the last commit/rollback go back to
+ *     the head of the queue, in their order, and are delivered again. */
+typedef struct stead_consumer {
+  int (*get)(void *self, stead_cancel *cancel, int wait, stead_msg *out);
+  int (*commit)(void *self);
+  int (*rollback)(void *self);
+  void *self;
+} stead_consumer;
+
+/* The producer side: put appends n messages (copied) at the tail, all or
+ * none, in order. It must not block indefinitely (the loop calls it from
+ * inside a tick). Any thread. */
+typedef struct stead_producer {
+  int (*put)(void *self, const stead_msg *msgs, size_t n);
+  void *self;
+} stead_producer;
+
+/* --- The in-memory queue --------------------------------------------- */
+
+/* An unbounded FIFO of byte messages in memory, with one consumer cursor:
+ * messages taken by get stay in the queue until commit, and rollback
+ * re-delivers them from the head. put and close are thread-safe and may
+ * be called from any number of threads; get, commit and rollback belong
+ * to one consumer at a time (one loop). */
+typedef struct stead_queue stead_queue;
+
+/* Creates an empty queue, owned by the caller until stead_queue_free.
+ * Errors: EINVAL, ENOMEM. */
+int stead_queue_new(stead_queue **out);
+
+/* Frees the queue and every message in it. Nothing may use the queue
+ * (no get waiting, no put running). NULL is allowed. */
+void stead_queue_free(stead_queue *q);
+
+/* Appends one message (data copied; data NULL with len 0 queues a "no
+ * message" that loops skip). Wakes a waiting get. Errors: EINVAL (NULL
+ * data with len > 0), ECLOSED (after stead_queue_close), ENOMEM.
+ * Thread-safe. */
+int stead_queue_put(stead_queue *q, const void *data, size_t len);
+
+/* Appends n messages atomically (no other put interleaves). Errors as
+ * stead_queue_put; on error nothing was appended. Thread-safe. */
+int stead_queue_put_many(stead_queue *q, const stead_msg *msgs, size_t n);
+
+/* Closes the input: later puts fail with ECLOSED; gets drain what is
+ * queued, then return ECLOSED (a waiting get wakes up). Thread-safe. */
+void stead_queue_close(stead_queue *q);
+
+/* The consumer operations of stead_consumer, usable directly. */
+int stead_queue_get(stead_queue *q, stead_cancel *cancel, int wait, stead_msg *out);
+int stead_queue_commit(stead_queue *q);
+int stead_queue_rollback(stead_queue *q);
+
+/* Messages in the queue not yet committed (taken or not). Thread-safe. */
+size_t stead_queue_len(stead_queue *q);
+
+/* Fill *c / *p with this queue's consumer / producer. They borrow q: it
+ * must outlive every use of them. */
+void stead_queue_consumer(stead_queue *q, stead_consumer *c);
+void stead_queue_producer(stead_queue *q, stead_producer *p);
+
+/* --- Snapshot store (for Aggregate) ------------------------------------ */
+
+/* A key-value store of versioned snapshots. Versions start at 1 and grow
+ * by one per successful put; 0 means "absent".
+ *   get: on 0, *data is a copy of the value allocated with malloc (the
+ *     caller frees it with stead_free; may be NULL when *len is 0), *len
+ *     its length and *version its version. STEAD_ENOTFOUND if the key is
+ *     absent. Other negative codes are failures.
+ *   put: stores the value if the key's current version is
+ *     `expected_version` (0: the key must be absent), then *new_version
+ *     receives the new version. STEAD_ECONFLICT if the version differs:
+ *     someone else saved in between and nothing was written.
+ * Both may be called from any thread. Keys are NUL-terminated strings. */
+typedef struct stead_snapstore {
+  int (*get)(void *self, const char *key, void **data, size_t *len, uint64_t *version);
+  int (*put)(void *self, const char *key, const void *data, size_t len,
+             uint64_t expected_version, uint64_t *new_version);
+  void *self;
+} stead_snapstore;
+
+/* Fills *store with a new thread-safe in-memory snapshot store, owned by
+ * the caller until stead_memstore_close(store). Keys are valid UTF-8 of
+ * 1..1024 bytes (EINVAL / ETOOBIG otherwise). Errors: EINVAL, ENOMEM. */
+int stead_memstore_open(stead_snapstore *store);
+void stead_memstore_close(stead_snapstore *store);
+
+/* --- Programs ----------------------------------------------------------- */
+
+/* Where init and update put their commands, and where run puts the
+ * messages it dispatches. Owned by the loop; valid only during the
+ * callback that received it. */
+typedef struct stead_cmds stead_cmds;
+typedef struct stead_dispatcher stead_dispatcher;
+
+/* Adds a command (bytes copied) to the current tick. data NULL is a NULL
+ * command and is dropped. Errors: EINVAL (NULL cmds, or NULL data with
+ * len > 0), ENOMEM. */
+int stead_cmd(stead_cmds *cmds, const void *data, size_t len);
+
+/* Dispatches a new message (bytes copied) from a command. It reaches the
+ * producer (or, in Aggregate, the loop's own pending messages) after all
+ * of the tick's commands ran and before the commit. data NULL is dropped.
+ * For messages produced later, on other threads, put them to the queue
+ * directly. Errors: EINVAL, ENOMEM, EMISUSE (the loop has no producer). */
+int stead_dispatch(stead_dispatcher *d, const void *data, size_t len);
+
+/* A program. Callbacks run on the thread that runs the loop, one at a
+ * time, with the program's udata. A callback fails by returning non-zero:
+ * a negative STEAD_E* code is passed through, anything else becomes
+ * STEAD_EHANDLER; the tick is then rolled back (see above).
+ *   init    optional. Sets up a fresh model (every field: the memory's
+ *           content is unspecified) and may add commands. Runs as the
+ *           loop's first tick unless the model was hydrated.
+ *   update  required. Applies one message (borrowed: valid during the
+ *           call) to the model and may add commands.
+ *   view    optional. Observes the model after a tick that updated it.
+ *   run     optional (NULL: commands are dropped). Performs one command
+ *           (borrowed bytes) and may dispatch messages.
+ *   encode  needed by Aggregate. Serialises the model: *data allocated
+ *           with malloc (the loop frees it), *len its length.
+ *   decode  needed by Aggregate and stead_loop_hydrate. Replaces the
+ *           model's whole content with the decoded bytes (borrowed). */
+typedef struct stead_program {
+  int (*init)(void *model, stead_cmds *cmds, void *udata);
+  int (*update)(void *model, const void *msg, size_t len, stead_cmds *cmds, void *udata);
+  void (*view)(const void *model, void *udata);
+  int (*run)(const void *cmd, size_t len, stead_dispatcher *d, void *udata);
+  int (*encode)(const void *model, void **data, size_t *len, void *udata);
+  int (*decode)(void *model, const void *data, size_t len, void *udata);
+  void *udata;
+} stead_program;
+
+/* --- The loop --------------------------------------------------------- */
+
+typedef struct stead_loop stead_loop;
+
+/* Counters of a loop since stead_loop_new. */
+typedef struct stead_loop_stats {
+  uint64_t ticks;      /* committed ticks (including init's) */
+  uint64_t messages;   /* messages consumed and committed (NULL ones too) */
+  uint64_t commands;   /* commands run (skipped ones in replay not counted) */
+  uint64_t dispatched; /* messages dispatched by commands */
+  uint64_t rollbacks;  /* ticks rolled back after a failure */
+} stead_loop_stats;
+
+/* Creates a loop of `prog` over `model` reading from `in`, dispatching to
+ * `out` (NULL: commands may not dispatch, except in Aggregate). The loop
+ * copies *prog, *in and *out (the structs, not what they point to): the
+ * model, the udata and the queue behind in/out are borrowed and must
+ * outlive the loop. Errors: EINVAL (NULL out/prog/model/in, no update,
+ * consumer without get/commit/rollback, producer without put), ENOMEM. */
+int stead_loop_new(stead_loop **out, const stead_program *prog, void *model,
+                   const stead_consumer *in, const stead_producer *outq);
+
+/* Frees the loop (not the model, not the queues). NULL is allowed. */
+void stead_loop_free(stead_loop *loop);
+
+/* Replay on (1) or off (0): while on, commands are skipped; update and view
+ * run as usual. Takes effect at the next tick. */
+void stead_loop_set_replay(stead_loop *loop, int on);
+
+/* Marks the model as already initialised from a snapshot: decodes `data`
+ * into the model with prog->decode, and init will not run. Used to resume
+ * from a snapshot before replaying the messages journaled after it.
+ * Errors: EINVAL (no decode), the decode's failure. */
+int stead_loop_hydrate(stead_loop *loop, const void *data, size_t len);
+
+/* Run mode: ticks of one message, waiting for each. Returns 0 when the
+ * consumer reports the input closed (STEAD_ECLOSED) and drained;
+ * STEAD_ECANCELED / STEAD_ETIMEDOUT when `cancel` (may be NULL) fires --
+ * between ticks or while waiting, never in the middle of a tick; or the
+ * first failure (the failed tick rolled back). Not thread-safe: one call
+ * on a loop at a time; stop it from another thread with stead_cancel_set
+ * or by closing its queue. */
+int stead_loop_run(stead_loop *loop, stead_cancel *cancel);
+
+/* Batch mode: ticks of up to max_per_tick (>= 1) messages taken without
+ * waiting, one commit per tick, until a tick finds the queue empty (or
+ * closed): then returns 0. Cancellation and failures as stead_loop_run.
+ * Errors also: EINVAL (max_per_tick 0). */
+int stead_loop_batch(stead_loop *loop, size_t max_per_tick, stead_cancel *cancel);
+
+/* Aggregate mode: the model of `key` in `store`. Loads it (decode; if the
+ * key is absent, init runs instead), runs a Batch of up to max_per_tick
+ * per tick to quiescence, then saves the model (encode) with put expecting
+ * the version it loaded; only then commits the input. Messages dispatched
+ * by commands stay inside this aggregate run (processed before further
+ * input) rather than going to the producer. On any failure, or
+ * STEAD_ECONFLICT when another loop saved the key meanwhile, every message
+ * taken is rolled back and nothing is saved: call it again to reload and
+ * retry (commands of the failed attempt will run again: side effects are
+ * at-least-once). The snapshot is saved even when no message came.
+ * On 0, *version (may be NULL) receives the saved version. Errors: EINVAL
+ * (NULL store/key, max_per_tick 0, no encode/decode), ECONFLICT,
+ * ECANCELED, ETIMEDOUT, the store's, the callbacks' and the queue's. */
+int stead_loop_aggregate(stead_loop *loop, const stead_snapstore *store, const char *key,
+                         size_t max_per_tick, stead_cancel *cancel, uint64_t *version);
+
+/* Copies the loop's counters into *st. */
+void stead_loop_get_stats(const stead_loop *loop, stead_loop_stats *st);
+
 #ifdef __cplusplus
 }
 #endif
