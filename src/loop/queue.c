@@ -131,7 +131,7 @@ int stead_queue_put_many(stead_queue *q, const stead_msg *msgs, size_t n) {
     return stead__err(STEAD_EINVAL, "queue_put: NULL queue or messages");
   if (n == 0)
     return 0;
-  entry *e;
+  entry *e = NULL;
   int rc = copy_msgs(msgs, n, &e);
   if (rc)
     return rc;
