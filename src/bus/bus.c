@@ -434,7 +434,7 @@ static int event_prepare(stead_bus *b, const char *topic, const void *payload, s
                       b->cfg.max_payload);
   if (len && !payload)
     return stead__err(STEAD_EINVAL, "payload is NULL with len %zu", len);
-  size_t prop_bytes;
+  size_t prop_bytes = 0;
   int rc = check_props(b, props, n_props, &prop_bytes);
   if (rc)
     return rc;

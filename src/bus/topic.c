@@ -63,7 +63,7 @@ static int check_segment(const char *what, const char *s, size_t start, size_t e
       return stead__err(STEAD_EINVAL,
                         "%s has '*' at byte %zu; wildcards are for patterns only", what,
                         start);
-    if ((len == 1) || (len == 2 && seg[1] == '*'))
+    if (len == 1 || (len == 2 && seg[0] == '*' && seg[1] == '*'))
       return 0;
     return stead__err(STEAD_EINVAL,
                       "%s segment at byte %zu mixes '*' with other characters; "
