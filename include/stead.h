@@ -785,8 +785,8 @@ int stead_cancel_new(stead_cancel **out, int64_t timeout_ms);
 void stead_cancel_free(stead_cancel *c);
 
 /* Cancels: every current and future check returns STEAD_ECANCELED and every
- * watcher runs once. Idempotent. Thread-safe; may be called from a signal-
- * free context on any thread, including from loop callbacks. */
+ * watcher runs once. Idempotent. Thread-safe: any thread, including loop callbacks (not
+ * from a signal handler: it takes a lock). */
 void stead_cancel_set(stead_cancel *c);
 
 /* 0 while live; STEAD_ECANCELED once set; STEAD_ETIMEDOUT once the deadline
@@ -962,8 +962,8 @@ typedef struct stead_loop stead_loop;
 
 /* Counters of a loop since stead_loop_new. */
 typedef struct stead_loop_stats {
-  uint64_t ticks;      /* committed ticks (including init's) */
-  uint64_t messages;   /* messages consumed and committed (NULL ones too) */
+  uint64_t ticks;      /* ticks that completed (init's included) */
+  uint64_t messages;   /* messages taken by completed ticks (NULL ones too) */
   uint64_t commands;   /* commands run (skipped ones in replay not counted) */
   uint64_t dispatched; /* messages dispatched by commands */
   uint64_t rollbacks;  /* ticks rolled back after a failure */
