@@ -1,0 +1,560 @@
+/*
+ * gateway.c -- HTTP/JSON front of the runtime, on libmicrohttpd.
+ *
+ * Owns: the MHD daemon (an internal epoll/poll thread pool), one `req` per
+ * HTTP request, the server's HTTP metrics.
+ *
+ * Threads: MHD pool threads run access_cb / completed_cb; runtime threads
+ * run call_done. A call never blocks an HTTP thread: the connection is
+ * suspended while the object's turn runs and resumed from call_done, so a
+ * few HTTP threads carry any number of concurrent calls. A suspended
+ * connection has no MHD timeout; the call's own deadline (timeout_ms,
+ * passed to stead_call_async) guarantees call_done fires.
+ *
+ * Invariants:
+ *   - req->mu is held from stead_call_async until the connection is
+ *     suspended, so call_done always sees `suspended` set and resumes
+ *     exactly once (MHD forbids resuming a connection that is not
+ *     suspended).
+ *   - A req lives until MHD's completed callback; a suspended connection is
+ *     never completed, so call_done never touches a freed req.
+ *   - The runtime is touched only between gate_enter and gate_leave; once
+ *     stead__gw_drain returned, no thread is inside or will enter, so the
+ *     owner may close the runtime.
+ */
+#include "server/gateway.h"
+
+#include "server/httpmetrics.h"
+#include "server/route.h"
+#include "util/util.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { GW_STARTING = 0, GW_READY = 1, GW_DRAINING = 2 };
+
+struct stead__gw {
+  struct MHD_Daemon *mhd;
+  int listen_fd;
+  stead_rt *rt;
+  atomic_int state;
+  atomic_int users;  /* request threads inside a runtime call */
+  atomic_int active; /* requests started and not yet completed */
+  size_t max_body;
+  int default_timeout_ms;
+  int shards;
+  char *node_id, *url, *storage;
+  const stead__logger *log;
+  stead__httpm *metrics;
+};
+
+enum { P_BODY = 0, P_WAIT = 1, P_ANSWERED = 2 };
+
+typedef struct req {
+  stead__gw *gw;
+  struct MHD_Connection *conn;
+  stead__route route;
+  int64_t t0;
+  int phase;
+  int http_status; /* what was answered, for metrics */
+  int timeout_ms;
+  int mode_send;
+  int too_big;
+  int json_body; /* the client said Content-Type: application/json */
+  stead__buf body;
+  /* Filled by call_done under mu. */
+  pthread_mutex_t mu;
+  int suspended;
+  int done;
+  int status;
+  void *reply;
+  size_t reply_len;
+  char *message;
+} req;
+
+/* ---- the runtime gate ---- */
+
+static int gate_enter(stead__gw *gw) {
+  atomic_fetch_add(&gw->users, 1);
+  if (atomic_load(&gw->state) != GW_READY) {
+    atomic_fetch_sub(&gw->users, 1);
+    return 0;
+  }
+  return 1;
+}
+
+static void gate_leave(stead__gw *gw) {
+  atomic_fetch_sub(&gw->users, 1);
+}
+
+/* ---- responses ---- */
+
+static enum MHD_Result send_buf(req *r, int status, const char *ctype, void *data,
+                                size_t len, enum MHD_ResponseMemoryMode mode) {
+  struct MHD_Response *resp = MHD_create_response_from_buffer(len, data, mode);
+  if (!resp) {
+    if (mode == MHD_RESPMEM_MUST_FREE)
+      free(data);
+    return MHD_NO;
+  }
+  if (ctype)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);
+  if (status == 429 || status == 503)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, "1");
+  if (atomic_load(&r->gw->state) == GW_DRAINING)
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+  enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)status, resp);
+  MHD_destroy_response(resp);
+  r->phase = P_ANSWERED;
+  r->http_status = status;
+  return ret;
+}
+
+static enum MHD_Result send_json(req *r, int status, json_t *j) {
+  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  if (!s)
+    return send_buf(r, 500, "text/plain", "out of memory\n", 14, MHD_RESPMEM_PERSISTENT);
+  size_t len = strlen(s);
+  /* json_dumps memory comes from malloc (jansson's default allocator). */
+  return send_buf(r, status, "application/json", s, len, MHD_RESPMEM_MUST_FREE);
+}
+
+/* {"error":{"code":"ENOMETHOD","message":"..."}} with the status for the
+ * code, or `status` when non-zero. */
+static enum MHD_Result send_error(req *r, int status, int code, const char *message) {
+  if (!status)
+    status = stead__http_status(code);
+  json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", stead_errname(code), "message",
+                        message && *message ? message : stead_strerror(code));
+  if (!j) /* message was not UTF-8 (a handler's bytes): keep the code */
+    j = json_pack("{s:{s:s,s:s}}", "error", "code", stead_errname(code), "message",
+                  stead_strerror(code));
+  return send_json(r, status, j);
+}
+
+static enum MHD_Result send_405(req *r, const char *allow, const char *message) {
+  json_t *j = json_pack("{s:{s:s,s:s}}", "error", "code", "EINVAL", "message", message);
+  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  json_decref(j);
+  if (!s)
+    return MHD_NO;
+  struct MHD_Response *resp =
+      MHD_create_response_from_buffer(strlen(s), s, MHD_RESPMEM_MUST_FREE);
+  if (!resp) {
+    free(s);
+    return MHD_NO;
+  }
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+  enum MHD_Result ret = MHD_queue_response(r->conn, 405, resp);
+  MHD_destroy_response(resp);
+  r->phase = P_ANSWERED;
+  r->http_status = 405;
+  return ret;
+}
+
+/* ---- routes that do not call objects ---- */
+
+static enum MHD_Result do_healthz(req *r) {
+  int st = atomic_load(&r->gw->state);
+  if (st == GW_READY)
+    return send_buf(r, 200, "text/plain", "ok\n", 3, MHD_RESPMEM_PERSISTENT);
+  if (st == GW_STARTING)
+    return send_buf(r, 503, "text/plain", "starting\n", 9, MHD_RESPMEM_PERSISTENT);
+  return send_buf(r, 503, "text/plain", "draining\n", 9, MHD_RESPMEM_PERSISTENT);
+}
+
+static enum MHD_Result do_metrics(req *r) {
+  stead__buf b = {0};
+  int rc = 0;
+  if (gate_enter(r->gw)) {
+    char *text = NULL;
+    size_t len = 0;
+    rc = stead_metrics_text(r->gw->rt, &text, &len);
+    gate_leave(r->gw);
+    if (rc == 0)
+      rc = stead__buf_append(&b, text, len);
+    stead_free(text);
+  }
+  if (rc == 0)
+    rc = stead__httpm_text(r->gw->metrics, &b);
+  if (rc < 0) {
+    stead__buf_free(&b);
+    return send_error(r, 0, rc, "cannot render metrics");
+  }
+  return send_buf(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len,
+                  MHD_RESPMEM_MUST_FREE);
+}
+
+static enum MHD_Result do_cluster(req *r) {
+  stead__gw *gw = r->gw;
+  const char *state = atomic_load(&gw->state) == GW_READY ? "ready" : "not-ready";
+  json_t *j =
+      json_pack("{s:s,s:s,s:i,s:i,s:s,s:[{s:s,s:s,s:s,s:b,s:i}]}", "node_id", gw->node_id,
+                "mode", "single", "shards", gw->shards, "shards_owned", gw->shards,
+                "storage", gw->storage, "members", "node_id", gw->node_id, "url", gw->url,
+                "status", state, "self", 1, "shards_owned", gw->shards);
+  return send_json(r, 200, j);
+}
+
+static enum MHD_Result do_object(req *r) {
+  if (!gate_enter(r->gw))
+    return send_error(r, 503, STEAD_ECLOSED,
+                      "the server is not serving objects (starting or "
+                      "shutting down)");
+  int rc = stead_is_active(r->gw->rt, r->route.cls, r->route.id);
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", stead_errmsg());
+  gate_leave(r->gw);
+  if (rc < 0)
+    return send_error(r, 0, rc, msg);
+  /* TODO(storage, alarms): add "state" (the object's stored keys or state
+   * struct) and "alarms" (pending alarms) once those modules expose a
+   * read-only view from outside a turn. Until then only activation is
+   * reported; nothing here is guessed. */
+  json_t *j = json_pack("{s:s,s:s,s:b}", "class", r->route.cls, "id", r->route.id,
+                        "active", rc == 1);
+  return send_json(r, 200, j);
+}
+
+/* ---- object calls ---- */
+
+static void call_done(const stead_result *res, void *udata) {
+  req *r = udata;
+  pthread_mutex_lock(&r->mu);
+  r->status = res->status;
+  if (res->status == 0 && res->len) {
+    r->reply = stead__memdup(res->data, res->len);
+    r->reply_len = r->reply ? res->len : 0;
+    if (!r->reply)
+      r->status = STEAD_ENOMEM;
+  }
+  if (res->status != 0 && res->message)
+    r->message = stead__strdup(res->message);
+  r->done = 1;
+  /* suspended is always set here: the request thread held mu across
+   * stead_call_async and MHD_suspend_connection. */
+  struct MHD_Connection *conn = r->conn;
+  int resume = r->suspended;
+  r->suspended = 0;
+  pthread_mutex_unlock(&r->mu);
+  if (resume)
+    MHD_resume_connection(conn);
+}
+
+static int looks_like_json(const void *data, size_t len) {
+  if (len == 0)
+    return 0;
+  json_error_t err;
+  json_t *j = json_loadb(data, len, JSON_DECODE_ANY, &err);
+  if (!j)
+    return 0;
+  json_decref(j);
+  return 1;
+}
+
+static enum MHD_Result answer_call(req *r) {
+  if (r->status != 0)
+    return send_error(r, 0, r->status, r->message);
+  void *data = r->reply;
+  size_t len = r->reply_len;
+  r->reply = NULL;
+  const char *ctype =
+      looks_like_json(data, len) ? "application/json" : "application/octet-stream";
+  if (!data)
+    return send_buf(r, 200, ctype, "", 0, MHD_RESPMEM_PERSISTENT);
+  /* stead__memdup uses malloc, as MUST_FREE requires. */
+  return send_buf(r, 200, ctype, data, len, MHD_RESPMEM_MUST_FREE);
+}
+
+static enum MHD_Result start_call(req *r) {
+  stead__gw *gw = r->gw;
+  if (r->too_big)
+    return send_error(r, 413, STEAD_ETOOBIG, "request body is over the server's limit");
+  if (r->json_body && r->body.len && !looks_like_json(r->body.data, r->body.len))
+    return send_error(r, 400, STEAD_EINVAL,
+                      "body is not valid JSON (Content-Type says JSON)");
+  if (r->route.kind == STEAD__R_EMIT)
+    return send_error(r, 501, STEAD_ENOTSUP,
+                      "the event bus is not available in this build yet");
+  if (!gate_enter(gw))
+    return send_error(r, 503, STEAD_ECLOSED,
+                      "the server is not serving objects (starting or shutting down)");
+  const void *arg = r->body.data ? (const void *)r->body.data : (const void *)"";
+  int rc;
+  char msg[1024];
+  if (r->mode_send) {
+    rc = stead_send(gw->rt, r->route.cls, r->route.id, r->route.method, arg, r->body.len);
+    snprintf(msg, sizeof msg, "%s", stead_errmsg());
+    gate_leave(gw);
+    if (rc < 0)
+      return send_error(r, 0, rc, msg);
+    return send_json(r, 202, json_pack("{s:s}", "status", "queued"));
+  }
+  pthread_mutex_lock(&r->mu);
+  rc = stead_call_async(gw->rt, r->route.cls, r->route.id, r->route.method, arg,
+                        r->body.len, r->timeout_ms, call_done, r);
+  if (rc < 0) {
+    snprintf(msg, sizeof msg, "%s", stead_errmsg());
+    pthread_mutex_unlock(&r->mu);
+    gate_leave(gw);
+    return send_error(r, 0, rc, msg);
+  }
+  r->phase = P_WAIT;
+  r->suspended = 1;
+  MHD_suspend_connection(r->conn);
+  pthread_mutex_unlock(&r->mu);
+  gate_leave(gw);
+  return MHD_YES;
+}
+
+/* ---- request parsing ---- */
+
+/* A query parameter, percent-decoded into buf; NULL when absent. MHD hands
+ * the values raw because the gateway disables its unescaping. */
+static const char *query(req *r, const char *key, char *buf, size_t cap, int *bad) {
+  const char *v = MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+  if (!v)
+    return NULL;
+  size_t len = strlen(v);
+  if (len >= cap || stead__pct_decode(v, len, buf) < 0) {
+    *bad = 1;
+    return NULL;
+  }
+  return buf;
+}
+
+/* First call of a request: route it and answer whatever needs no body. */
+static enum MHD_Result begin(req *r, const char *method, const char *url) {
+  int status = 0;
+  const char *allow = NULL;
+  int rc = stead__route_match(method, url, &r->route, &status, &allow);
+  if (rc < 0) {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s %s: %s", method, url, stead_errmsg());
+    if (status == 405)
+      return send_405(r, allow, msg);
+    return send_error(r, status, rc, msg);
+  }
+  switch (r->route.kind) {
+  case STEAD__R_HEALTHZ:
+    return do_healthz(r);
+  case STEAD__R_METRICS:
+    return do_metrics(r);
+  case STEAD__R_CLUSTER:
+    return do_cluster(r);
+  case STEAD__R_OBJECT:
+    return do_object(r);
+  default:
+    break;
+  }
+  char buf[64];
+  int bad = 0;
+  const char *t = query(r, "timeout_ms", buf, sizeof buf, &bad);
+  r->timeout_ms = r->gw->default_timeout_ms;
+  if (t) {
+    char *end;
+    errno = 0;
+    long v = strtol(t, &end, 10);
+    if (errno || !*t || *end || v < 1 || v > 3600000)
+      bad = 1;
+    else
+      r->timeout_ms = (int)v;
+  }
+  if (bad)
+    return send_error(r, 400, STEAD_EINVAL,
+                      "timeout_ms must be an integer in 1..3600000");
+  const char *mode = query(r, "mode", buf, sizeof buf, &bad);
+  if (bad || (mode && strcmp(mode, "send") != 0 && strcmp(mode, "call") != 0))
+    return send_error(r, 400, STEAD_EINVAL, "mode must be call or send");
+  r->mode_send = mode && strcmp(mode, "send") == 0;
+  const char *ct =
+      MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+  r->json_body = ct && strncmp(ct, "application/json", 16) == 0;
+  /* Refuse a declared oversize body before it is uploaded. */
+  const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+                                               MHD_HTTP_HEADER_CONTENT_LENGTH);
+  if (cl) {
+    char *end;
+    errno = 0;
+    unsigned long long n = strtoull(cl, &end, 10);
+    if (errno || (unsigned long long)r->gw->max_body < n) {
+      char msg[128];
+      snprintf(msg, sizeof msg, "request body is %s bytes; the limit is %zu", cl,
+               r->gw->max_body);
+      return send_error(r, 413, STEAD_ETOOBIG, msg);
+    }
+  }
+  return MHD_YES;
+}
+
+static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version,
+                                 const char *upload_data, size_t *upload_data_size,
+                                 void **con_cls) {
+  stead__gw *gw = cls;
+  req *r = *con_cls;
+  if (!r) {
+    r = calloc(1, sizeof *r);
+    if (!r)
+      return MHD_NO;
+    r->gw = gw;
+    r->conn = conn;
+    r->t0 = stead__mono_ns();
+    pthread_mutex_init(&r->mu, NULL);
+    *con_cls = r;
+    atomic_fetch_add(&gw->active, 1);
+    stead__httpm_inflight(gw->metrics, 1);
+    return begin(r, method, url);
+  }
+  if (r->phase == P_ANSWERED) {
+    *upload_data_size = 0; /* discard the rest of a refused upload */
+    return MHD_YES;
+  }
+  if (r->phase == P_BODY && *upload_data_size) {
+    size_t n = *upload_data_size;
+    *upload_data_size = 0;
+    if (r->too_big || r->body.len + n > gw->max_body) {
+      r->too_big = 1; /* chunked upload past the limit: drop, answer 413 at the end */
+      stead__buf_free(&r->body);
+      return MHD_YES;
+    }
+    if (stead__buf_append(&r->body, upload_data, n) < 0)
+      return MHD_NO;
+    return MHD_YES;
+  }
+  if (r->phase == P_BODY)
+    return start_call(r);
+  /* P_WAIT: resumed by call_done. */
+  pthread_mutex_lock(&r->mu);
+  int done = r->done;
+  pthread_mutex_unlock(&r->mu);
+  if (!done)
+    return MHD_YES;
+  return answer_call(r);
+}
+
+static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  stead__gw *gw = cls;
+  req *r = *con_cls;
+  if (!r)
+    return;
+  *con_cls = NULL;
+  int64_t dt = stead__mono_ns() - r->t0;
+  int status = r->phase == P_ANSWERED ? r->http_status : 499; /* client went away */
+  stead__httpm_observe(gw->metrics, r->route.kind, status, dt);
+  stead__httpm_inflight(gw->metrics, -1);
+  if (gw->log->level >= STEAD_LOG_DEBUG)
+    stead__logf(gw->log, STEAD_LOG_DEBUG, "http %s %d %.3fms%s",
+                stead__route_label(r->route.kind), status, (double)dt / 1e6,
+                toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
+                                                           : " (connection ended early)");
+  stead__route_free(&r->route);
+  stead__buf_free(&r->body);
+  free(r->reply);
+  free(r->message);
+  pthread_mutex_destroy(&r->mu);
+  free(r);
+  atomic_fetch_sub(&gw->active, 1);
+}
+
+/* MHD would percent-decode the whole path before routing, which makes an
+ * encoded '/' inside an id indistinguishable from a separator; the router
+ * decodes each segment itself instead. */
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s) {
+  return strlen(s);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+  const stead__logger *lg = cls;
+  char line[1024];
+  vsnprintf(line, sizeof line, fmt, ap);
+  stead__log_sink(STEAD_LOG_WARN, line, (void *)lg);
+}
+
+static void gw_free(stead__gw *gw) {
+  stead__httpm_free(gw->metrics);
+  free(gw->node_id);
+  free(gw->url);
+  free(gw->storage);
+  free(gw);
+}
+
+int stead__gw_start(const stead__gw_config *cfg, stead__gw **out) {
+  *out = NULL;
+  stead__gw *gw = calloc(1, sizeof *gw);
+  if (gw) {
+    gw->metrics = stead__httpm_new();
+    gw->node_id = stead__strdup(cfg->node_id);
+    gw->url = stead__strdup(cfg->url);
+    gw->storage = stead__strdup(cfg->storage);
+  }
+  if (!gw || !gw->metrics || !gw->node_id || !gw->url || !gw->storage) {
+    if (gw)
+      gw_free(gw);
+    close(cfg->listen_fd);
+    return stead__err(STEAD_ENOMEM, "out of memory starting the HTTP server");
+  }
+  gw->listen_fd = cfg->listen_fd;
+  gw->max_body = cfg->max_body;
+  gw->default_timeout_ms = cfg->default_timeout_ms;
+  gw->shards = cfg->shards;
+  gw->log = cfg->log;
+  atomic_init(&gw->state, GW_STARTING);
+  unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD |
+                   MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+  gw->mhd = MHD_start_daemon(
+      flags, 0, NULL, NULL, access_cb, gw, MHD_OPTION_LISTEN_SOCKET, cfg->listen_fd,
+      MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_NOTIFY_COMPLETED,
+      completed_cb, gw, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, gw,
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      (size_t)64 * 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)cfg->log,
+      MHD_OPTION_END);
+  if (!gw->mhd) {
+    gw_free(gw);
+    close(cfg->listen_fd);
+    return stead__err(STEAD_EIO, "the HTTP server (libmicrohttpd) failed to start");
+  }
+  *out = gw;
+  return 0;
+}
+
+void stead__gw_set_ready(stead__gw *gw, stead_rt *rt) {
+  gw->rt = rt;
+  atomic_store(&gw->state, GW_READY);
+}
+
+void stead__gw_drain(stead__gw *gw) {
+  atomic_store(&gw->state, GW_DRAINING);
+  MHD_socket fd = MHD_quiesce_daemon(gw->mhd);
+  if (fd != MHD_INVALID_SOCKET && fd == gw->listen_fd) {
+    close(fd);
+    gw->listen_fd = -1;
+  }
+  while (atomic_load(&gw->users) > 0)
+    usleep(1000);
+}
+
+void stead__gw_stop(stead__gw *gw, int grace_ms) {
+  if (!gw)
+    return;
+  int64_t end = stead__mono_ms() + grace_ms;
+  /* `active` drops when a request's answer has been sent in full (or its
+   * client left), so reaching 0 means every acknowledged call reached its
+   * client; idle keep-alive connections hold nothing and are cut. */
+  while (atomic_load(&gw->active) > 0 && stead__mono_ms() < end)
+    usleep(2000);
+  MHD_stop_daemon(gw->mhd);
+  if (gw->listen_fd >= 0)
+    close(gw->listen_fd);
+  gw_free(gw);
+}
