@@ -3,13 +3,15 @@
  * their exit codes, `serve` flag errors, busy ports, bad data
  * directories, unsupported settings, and --load'ed modules.
  */
-#include <cmocka.h>
 #include <curl/curl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

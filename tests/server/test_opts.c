@@ -1,11 +1,13 @@
 /*
  * test_opts.c -- `stead serve` flags and environment, without a server.
  */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
+
 #include <string.h>
 
 #include "server/opts.h"

@@ -3,13 +3,15 @@
  * process, every route, every error status the echo class can trigger,
  * malformed requests, and /metrics through a strict format checker.
  */
-#include <cmocka.h>
 #include <curl/curl.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

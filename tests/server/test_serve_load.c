@@ -3,7 +3,6 @@
  * the middle of it: every acknowledged call (a 200) carried the right
  * body, the server drains and exits 0.
  */
-#include <cmocka.h>
 #include <curl/curl.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -12,6 +11,9 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <cmocka.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
