@@ -345,7 +345,7 @@ static int init_sync(stead__nats *t) {
 }
 
 static int connect_and_listen(stead__nats *t, const stead__nats_opts *o) {
-  natsOptions *opts;
+  natsOptions *opts = NULL;
   int rc = make_options(o, &opts);
   if (rc != 0)
     return rc;
@@ -471,13 +471,15 @@ static int check_len(size_t len) {
   return 0;
 }
 
-/* Registers a pending request; returns it or NULL with the error set. */
-static pending *add_pending(stead__nats *t, int timeout_ms, stead__nats_reply_fn cb,
+/* Registers a pending request and returns its token (read under the lock:
+ * once it is unlocked the timer may fire and free the entry), or 0 with
+ * the error in *rc. */
+static uint64_t add_pending(stead__nats *t, int timeout_ms, stead__nats_reply_fn cb,
                             void *udata, int *rc) {
   pending *p = calloc(1, sizeof *p);
   if (!p) {
     *rc = stead__err(STEAD_ENOMEM, "out of memory starting a request");
-    return NULL;
+    return 0;
   }
   p->cb = cb;
   p->udata = udata;
@@ -492,18 +494,17 @@ static pending *add_pending(stead__nats *t, int timeout_ms, stead__nats_reply_fn
     *rc = stead__err(STEAD_ENOMEM, "out of memory starting a request");
   else
     *rc = 0;
+  uint64_t token = 0;
   if (*rc == 0) {
-    p->token = ++t->next_token;
+    p->token = token = ++t->next_token;
     table_insert(t, p);
     if (t->heap[0] == p)
       pthread_cond_signal(&t->timer_cv);
   }
   pthread_mutex_unlock(&t->mu);
-  if (*rc != 0) {
+  if (*rc != 0)
     free(p);
-    return NULL;
-  }
-  return p;
+  return token;
 }
 
 int stead__nats_request(stead__nats *t, const char *subject, const void *data, size_t len,
@@ -517,18 +518,16 @@ int stead__nats_request(stead__nats *t, const char *subject, const void *data, s
     rc = check_len(len);
   if (rc != 0)
     return rc;
-  uint64_t token;
-  pending *p = add_pending(t, timeout_ms, cb, udata, &rc);
-  if (!p)
+  uint64_t token = add_pending(t, timeout_ms, cb, udata, &rc);
+  if (token == 0)
     return rc;
-  token = p->token; /* p may be fired and freed by another thread from here */
   char reply[96];
   snprintf(reply, sizeof reply, "%s.%llu", t->inbox, (unsigned long long)token);
   natsStatus s = natsConnection_PublishRequest(t->nc, subject, reply, data, (int)len);
   if (s == NATS_OK)
     return 0;
   pthread_mutex_lock(&t->mu);
-  p = table_take(t, token);
+  pending *p = table_take(t, token);
   pthread_mutex_unlock(&t->mu);
   if (!p) /* the timer or close already fired it: report as started */
     return 0;
