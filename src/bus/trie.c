@@ -27,7 +27,6 @@ enum { NODE_ROOT, NODE_LIT, NODE_STAR, NODE_DSTAR };
 struct stead__trie_node {
   stead__trie_node *parent;
   int kind;
-  char *seg; /* literal segment (NODE_LIT), NUL-terminated copy */
   uint32_t seg_len;
   uint64_t hash;
   /* Literal children: linear probing, capacity a power of two or 0. */
@@ -36,23 +35,20 @@ struct stead__trie_node {
   stead__trie_node *star, *dstar;
   stead__listener **ls;
   size_t ls_n, ls_cap;
+  /* The literal segment (NODE_LIT), inline so a lookup touches one line. */
+  char seg[];
 };
 
 static stead__trie_node *node_new(stead__trie_node *parent, int kind,
                                   const stead__seg *seg) {
-  stead__trie_node *n = calloc(1, sizeof *n);
+  size_t seg_len = kind == NODE_LIT ? seg->len : 0;
+  stead__trie_node *n = calloc(1, sizeof *n + seg_len + 1);
   if (!n)
     return NULL;
   n->parent = parent;
   n->kind = kind;
   if (kind == NODE_LIT) {
-    n->seg = malloc(seg->len + 1);
-    if (!n->seg) {
-      free(n);
-      return NULL;
-    }
-    memcpy(n->seg, seg->p, seg->len);
-    n->seg[seg->len] = 0;
+    memcpy(n->seg, seg->p, seg_len);
     n->seg_len = seg->len;
     n->hash = seg->hash;
   }
@@ -68,7 +64,6 @@ static void node_free(stead__trie_node *n) {
   node_free(n->dstar);
   free(n->kids);
   free(n->ls);
-  free(n->seg);
   free(n);
 }
 
