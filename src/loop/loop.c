@@ -24,6 +24,7 @@
  * Threads: a loop belongs to the thread running it; only the cancellation
  * token and the queues are shared.
  */
+#include "loop/queue.h"
 #include "util/util.h"
 
 #include <stdio.h>
@@ -194,7 +195,7 @@ static int fail(stead_loop *l, int rc) {
 
 /* Local (Aggregate) messages come before the input. */
 static int take(stead_loop *l, int wait, stead_cancel *cancel, stead_msg *m) {
-  if (l->local && stead_queue_get(l->local, NULL, 0, m) == 0)
+  if (l->local && stead__queue_tryget(l->local, m))
     return 0;
   return l->in.get(l->in.self, cancel, wait, m);
 }

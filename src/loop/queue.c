@@ -17,6 +17,7 @@
  * waits sleeps on a monotonic condition variable; a cancellation token
  * wakes it through a watcher (see cancel.c for the lock order).
  */
+#include "loop/queue.h"
 #include "util/util.h"
 
 #include <pthread.h>
@@ -224,6 +225,17 @@ int stead_queue_get(stead_queue *q, stead_cancel *cancel, int wait, stead_msg *o
   if (watching)
     stead_cancel_unwatch(cancel, wid);
   return rc;
+}
+
+int stead__queue_tryget(stead_queue *q, stead_msg *out) {
+  pthread_mutex_lock(&q->mu);
+  int got = q->cursor != q->tail;
+  if (got) {
+    entry *e = &q->ring[q->cursor++ & (q->cap - 1)];
+    *out = (stead_msg){e->data, e->len};
+  }
+  pthread_mutex_unlock(&q->mu);
+  return got;
 }
 
 int stead_queue_commit(stead_queue *q) {
