@@ -32,7 +32,7 @@ int64_t stead__mono_ms(void);
 int64_t stead__wall_ms(void);
 
 /* Limits every module agrees on. */
-#define STEAD__MAX_ID 1024
+#define STEAD__MAX_ID   1024
 #define STEAD__MAX_NAME 128
 
 /* 0 if `s` is valid UTF-8 of 1..max_len bytes (no NUL inside by

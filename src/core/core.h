@@ -1,0 +1,280 @@
+/*
+ * core.h -- private structures of the core runtime: activations, mailboxes,
+ * messages, calls, the run queue and the timer thread.
+ *
+ * Locking, in the only order it is ever taken:
+ *   stripe lock  ->  run-queue lock
+ *   timer lock (taken alone)
+ *   idle lock    (taken alone)
+ * A stripe lock protects its hash chains, its LRU list, and the mailbox and
+ * scheduling state of every activation in it. Holding it while an object is
+ * looked up, created, sent to and removed is what makes "look up, create"
+ * and "remove" atomic: there is never a second activation of one object.
+ *
+ * An activation is "scheduled" (sched = 1) from the moment a message makes
+ * it runnable until the worker running it finds its mailbox empty; while
+ * scheduled it is either in the run queue or owned by exactly one worker,
+ * so at most one turn of an object runs at any moment.
+ */
+#ifndef STEAD_CORE_H
+#define STEAD_CORE_H
+
+#include "stead.h"
+#include "util/metrics.h"
+#include "util/util.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#define STEAD__STRIPES     256
+#define STEAD__MAX_CLASSES 256
+
+typedef struct stead__act stead__act;
+typedef struct stead__msg stead__msg;
+typedef struct stead__call stead__call;
+
+/* ---- timer thread --------------------------------------------------- */
+
+typedef void (*stead__timer_fn)(void *arg);
+
+/* A timer entry, embedded in its owner. `idx` is its heap slot + 1, or 0
+ * when not in the heap; both are guarded by the timer lock. */
+typedef struct stead__timer {
+  int64_t when_ns; /* monotonic */
+  uint64_t seq;
+  size_t idx;
+  stead__timer_fn fn;
+  void *arg;
+} stead__timer;
+
+typedef struct stead__timerq {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  stead__timer **heap;
+  size_t len, cap;
+  uint64_t seq;
+  bool stop;
+  pthread_t thread;
+  bool started;
+} stead__timerq;
+
+int stead__timerq_init(stead__timerq *q, stead_rt *rt);
+void stead__timerq_stop(stead__timerq *q);
+/* Arms t at when_ns; returns ENOMEM if the heap cannot grow. */
+int stead__timer_arm(stead__timerq *q, stead__timer *t, int64_t when_ns);
+/* Disarms t; returns 1 if it was armed (its fn will not run), 0 if it had
+ * already fired or was never armed. */
+int stead__timer_cancel(stead__timerq *q, stead__timer *t);
+
+/* ---- classes -------------------------------------------------------- */
+
+typedef struct stead__class_rec {
+  const stead_class *cls;
+  size_t nmethods;
+} stead__class_rec;
+
+/* ---- calls ---------------------------------------------------------- */
+
+/* A pending request's completion: completed exactly once (done flag), by
+ * the reply, a failure, the deadline timer or close. Reference counted:
+ * one reference for the message side, one while the timer is armed. */
+struct stead__call {
+  atomic_int refs;
+  atomic_int done;
+  stead_rt *rt;
+  stead_call_cb cb;
+  void *udata;
+  int64_t start_ns;
+  int64_t deadline_ns;
+  stead__timer timer;
+  bool internal; /* a continuation; not counted as an external call */
+};
+
+stead__call *stead__call_new(stead_rt *rt, stead_call_cb cb, void *udata,
+                             int64_t deadline_ns, bool internal);
+/* Completes the call if nobody did yet. data/message are copied by the
+ * callback if it needs them. Returns 1 if this completion won. */
+int stead__call_complete(stead__call *c, int status, const void *data, size_t len,
+                         const char *message);
+void stead__call_unref(stead__call *c);
+/* Arms the deadline timer (takes a reference). */
+int stead__call_arm(stead__call *c);
+
+/* ---- messages ------------------------------------------------------- */
+
+typedef enum stead__msg_kind {
+  STEAD__MSG_CALL = 1, /* method call with a completion */
+  STEAD__MSG_SEND,     /* one-way method call */
+  STEAD__MSG_CONT,     /* continuation of a call made from a turn */
+  STEAD__MSG_HIBERNATE,
+  STEAD__MSG_DEACTIVATE,
+} stead__msg_kind;
+
+typedef struct stead__waiter {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool done;
+  int rc;
+} stead__waiter;
+
+struct stead__msg {
+  stead__msg *next;
+  stead__msg_kind kind;
+  const stead_method *method; /* CALL, SEND */
+  stead__call *call;          /* CALL: the completion (one reference) */
+  /* CONT: */
+  stead_then_fn then;
+  void *then_udata;
+  int status;
+  char *errmsg;
+  /* DEACTIVATE requested by stead_deactivate: signalled when done. */
+  stead__waiter *waiter;
+  size_t len;
+  uint8_t *payload; /* points into the same allocation, after the struct */
+};
+
+/* Allocates a message with room for a copy of the payload. */
+stead__msg *stead__msg_new(stead__msg_kind kind, const void *payload, size_t len);
+void stead__msg_free(stead__msg *m);
+
+/* ---- activations ---------------------------------------------------- */
+
+typedef struct stead_deferred stead_deferred;
+struct stead_deferred {
+  stead_deferred *next;
+  stead__act *act;
+  stead__call *call;
+};
+
+struct stead__act {
+  stead__act *hnext;               /* hash chain (stripe lock) */
+  stead__act *lru_prev, *lru_next; /* stripe LRU, oldest first (stripe lock) */
+  stead__act *rq_next;             /* run queue (run-queue lock) */
+  const stead__class_rec *crec;
+  uint64_t hash;
+  unsigned stripe;
+  /* Guarded by the stripe lock: */
+  stead__msg *head, *tail;
+  size_t queued;     /* messages in the mailbox, system ones included */
+  bool sched;        /* runnable or running */
+  bool sys_pending;  /* a HIBERNATE/DEACTIVATE is queued */
+  int64_t last_used; /* runtime clock, ms */
+  /* Owned by the worker running the object: */
+  atomic_bool activated; /* read by stead_is_active under the stripe lock */
+  bool hibernated;
+  void *state;
+  struct stead__objstore *store;
+  stead_deferred *deferred; /* open deferred replies */
+  /* Continuations and deferred replies outstanding: the object must stay. */
+  atomic_int pins;
+  size_t id_len;
+  char id[]; /* NUL-terminated */
+};
+
+typedef struct stead__stripe {
+  pthread_mutex_t mu;
+  stead__act **buckets;
+  size_t nbuckets;
+  size_t count;
+  stead__act *lru_head, *lru_tail;
+} stead__stripe;
+
+/* ---- the runtime ---------------------------------------------------- */
+
+typedef struct stead__metrics_core {
+  stead__counter turns, turns_failed, turns_slow;
+  stead__counter calls_ok, calls_handler, calls_timeout, calls_overload, calls_other;
+  stead__counter sends, sends_dropped, conts;
+  stead__counter activations_total, deactivations_total, hibernations_total;
+  stead__counter activate_failed;
+  stead__hist call_latency;
+  stead__hist turn_duration;
+} stead__metrics_core;
+
+struct stead_rt {
+  stead_config cfg;
+  char *storage_spec;
+
+  /* classes: append-only; readers scan [0, nclasses) without a lock */
+  pthread_mutex_t classes_mu;
+  stead__class_rec classes[STEAD__MAX_CLASSES];
+  atomic_size_t nclasses;
+  int64_t min_idle_ms; /* smallest non-zero hibernate/shutdown timeout */
+
+  stead__stripe stripes[STEAD__STRIPES];
+  atomic_size_t nacts;
+
+  /* run queue */
+  pthread_mutex_t rq_mu;
+  pthread_cond_t rq_cv;
+  stead__act *rq_head, *rq_tail;
+  bool rq_stop;
+  int rq_waiting;
+
+  pthread_t *workers;
+  int nworkers;
+
+  stead__timerq timers;
+  stead__timer sweep_timer;
+
+  /* messages queued or running, turns committing: 0 means idle */
+  atomic_long inflight;
+  pthread_mutex_t idle_mu;
+  pthread_cond_t idle_cv;
+
+  /* external API calls in progress, and the closing flag */
+  atomic_int api_refs;
+  atomic_bool closing;
+
+  stead__metrics_core m;
+};
+
+/* The runtime whose worker or timer thread this is, or NULL. */
+stead_rt *stead__current_rt(void);
+void stead__set_current_rt(stead_rt *rt);
+
+int64_t stead__rt_now_ms(stead_rt *rt);
+void stead__log(stead_rt *rt, stead_log_level lvl, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+const stead__class_rec *stead__class_find(stead_rt *rt, const char *name);
+const stead_method *stead__method_find(const stead__class_rec *c, const char *name);
+
+/* Enqueues a message to (class, id), creating the activation if needed.
+ * `bypass_limit` lets continuations and system messages in past the
+ * mailbox limit: they answer work already accepted, so they must not be
+ * dropped. Takes ownership of m on success only. */
+int stead__enqueue(stead_rt *rt, const stead__class_rec *c, const char *id, size_t id_len,
+                   stead__msg *m, bool bypass_limit);
+/* Enqueues to a known activation (continuations: the object is pinned). */
+void stead__enqueue_act(stead_rt *rt, stead__act *a, stead__msg *m);
+
+void stead__inflight_add(stead_rt *rt);
+void stead__inflight_done(stead_rt *rt);
+
+/* Worker: runs one slice of a scheduled activation. */
+void stead__run_slice(stead_rt *rt, stead__act *a);
+/* Run queue push (stripe lock held by caller). */
+void stead__rq_push(stead_rt *rt, stead__act *a);
+
+/* Lifecycle (lifecycle.c). */
+void stead__sweep_tick(void *rt);
+int stead__sweep_at(stead_rt *rt, int64_t now_ms);
+void stead__evict_if_needed(stead_rt *rt);
+void stead__act_free(stead__act *a);
+bool stead__table_remove_if_empty(stead_rt *rt, stead__act *a);
+void stead__lru_touch(stead_rt *rt, stead__act *a);
+int stead__deactivate_all(stead_rt *rt);
+/* Queues a system message (stripe lock held); false if one is pending. */
+bool stead__queue_system(stead_rt *rt, stead__act *a, stead__msg_kind kind,
+                         stead__waiter *w);
+/* Queues a DEACTIVATE with a waiter; 1 if queued, 0 if not active. */
+int stead__queue_deactivate(stead_rt *rt, const stead__class_rec *c, const char *id,
+                            stead__waiter *w);
+int stead__act_lookup_active(stead_rt *rt, const stead__class_rec *c, const char *id);
+
+#endif
