@@ -237,7 +237,7 @@ static int take(cursor *c, size_t n, const char *what, const uint8_t **out) {
 }
 
 static int take_int(cursor *c, int n, const char *what, uint64_t *v) {
-  const uint8_t *p;
+  const uint8_t *p = NULL;
   int rc = take(c, (size_t)n, what, &p);
   if (rc != 0)
     return rc;
@@ -267,7 +267,7 @@ typedef struct spans {
 } spans;
 
 static int parse_fixed(cursor *c, stead__env *e) {
-  const uint8_t *f;
+  const uint8_t *f = NULL;
   if (c->left >= 2 && memcmp(c->p, magic, 2) != 0)
     return stead__err(STEAD_EPROTO, "not an envelope (bad magic)");
   int rc = take(c, STEAD__ENV_FIXED, "the fixed header", &f);
