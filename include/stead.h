@@ -970,8 +970,8 @@ typedef struct stead_loop_stats {
 } stead_loop_stats;
 
 /* Creates a loop of `prog` over `model` reading from `in`, dispatching to
- * `out` (NULL: commands may not dispatch, except in Aggregate). The loop
- * copies *prog, *in and *out (the structs, not what they point to): the
+ * `outq` (NULL: commands may not dispatch, except in Aggregate). The loop
+ * copies *prog, *in and *outq (the structs, not what they point to): the
  * model, the udata and the queue behind in/out are borrowed and must
  * outlive the loop. Errors: EINVAL (NULL out/prog/model/in, no update,
  * consumer without get/commit/rollback, producer without put), ENOMEM. */
