@@ -1025,6 +1025,212 @@ int stead_loop_aggregate(stead_loop *loop, const stead_snapstore *store, const c
 /* Copies the loop's counters into *st. */
 void stead_loop_get_stats(const stead_loop *loop, stead_loop_stats *st);
 
+/* ======================================================================
+ * State structs
+ *
+ * A class may keep its durable state in a plain C struct described by a
+ * field schema. The runtime loads the struct when the object activates
+ * (fields missing from storage get their defaults), hands it to every
+ * turn, and after a successful turn saves it -- only if it changed -- in
+ * the same atomic commit as the turn's other writes. A failed turn's
+ * changes to the struct are rolled back.
+ *
+ * Field C types: INT64 int64_t, DOUBLE double, BOOL bool, STRING char *
+ * (NUL-terminated UTF-8, or NULL), BYTES stead_bytes, TIMESTAMP int64_t
+ * (ms since the epoch). The stored record is self-describing (field names
+ * and types), so fields may be added to a schema later (they read as their
+ * default) and fields removed from it are ignored when read. Changing a
+ * field's type (other than INT64 <-> TIMESTAMP) makes old records
+ * unreadable (STEAD_ECORRUPT): add a new field instead.
+ *
+ * Ownership: STRING and BYTES fields point to memory from malloc owned by
+ * the struct. The runtime frees them (with free) when it releases or
+ * replaces the struct. A handler that changes such a field frees the old
+ * value -- simplest with stead_state_set_string / stead_state_set_bytes.
+ *
+ * Example:
+ *
+ *   typedef struct account { int64_t balance; char *owner; bool frozen; } account;
+ *   static const stead_field account_fields[] = {
+ *     STEAD_FIELD_INT64(account, balance, 0),
+ *     STEAD_FIELD_STRING(account, owner, "nobody"),
+ *     STEAD_FIELD_BOOL(account, frozen, false),
+ *   };
+ *   static const stead_schema account_schema = STEAD_SCHEMA(account, account_fields);
+ * ====================================================================== */
+
+#include <stdbool.h>
+
+typedef enum stead_field_type {
+  STEAD_FT_INT64 = 1,
+  STEAD_FT_DOUBLE = 2,
+  STEAD_FT_BOOL = 3,
+  STEAD_FT_STRING = 4,
+  STEAD_FT_BYTES = 5,
+  STEAD_FT_TIMESTAMP = 6
+} stead_field_type;
+
+/* A BYTES field: `len` bytes at `data` (malloc'd, owned by the struct;
+ * NULL when len is 0). */
+typedef struct stead_bytes {
+  void *data;
+  size_t len;
+} stead_bytes;
+
+/* One field. Use the STEAD_FIELD_* macros rather than filling it by hand.
+ * Names are 1..128 bytes of [A-Za-z0-9_.-] and unique in a schema. */
+typedef struct stead_field {
+  const char *name;
+  stead_field_type type;
+  size_t offset;       /* offsetof(struct, member) */
+  int64_t def_int;     /* default of INT64, TIMESTAMP, BOOL */
+  double def_double;   /* default of DOUBLE */
+  const char *def_ptr; /* default of STRING (NUL-terminated, NULL for NULL)
+                          and BYTES (def_len bytes) */
+  size_t def_len;
+} stead_field;
+
+/* A struct's schema. It and the fields it points to must stay valid while
+ * the runtime uses them (a static definition). */
+typedef struct stead_schema {
+  size_t size; /* sizeof the struct */
+  const stead_field *fields;
+  size_t nfields;
+} stead_schema;
+
+/* The member must have the C type of the field: a mismatch is a compile
+ * error (comparison of distinct pointer types). */
+#define STEAD__FIELD_CHECK(T, m, ctype) (0 * sizeof(&((T *)0)->m == (ctype *)0))
+#define STEAD_FIELD_INT64(T, m, def)                                                    \
+  {#m, STEAD_FT_INT64, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, int64_t), (def), 0.0, \
+   NULL, 0}
+#define STEAD_FIELD_TIMESTAMP(T, m, def)                                                \
+  {#m, STEAD_FT_TIMESTAMP, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, int64_t), (def), \
+   0.0, NULL, 0}
+#define STEAD_FIELD_DOUBLE(T, m, def)                                                   \
+  {#m, STEAD_FT_DOUBLE, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, double), 0, (def),   \
+   NULL, 0}
+#define STEAD_FIELD_BOOL(T, m, def)                                                     \
+  {#m, STEAD_FT_BOOL, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, bool), ((def) ? 1 : 0),\
+   0.0, NULL, 0}
+#define STEAD_FIELD_STRING(T, m, def)                                                   \
+  {#m, STEAD_FT_STRING, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, char *), 0, 0.0,     \
+   (def), 0}
+#define STEAD_FIELD_BYTES(T, m, def, def_len)                                           \
+  {#m, STEAD_FT_BYTES, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, stead_bytes), 0, 0.0, \
+   (const char *)(def), (def_len)}
+#define STEAD_SCHEMA(T, fields_array)                                                   \
+  {sizeof(T), (fields_array), sizeof(fields_array) / sizeof((fields_array)[0])}
+
+/* Checks a schema: names valid and unique, known types, each field inside
+ * the struct. Errors: EINVAL naming the bad field. Thread-safe. */
+int stead_schema_check(const stead_schema *schema);
+
+/* Sets every field of `st` (schema->size bytes) to its default, allocating
+ * STRING and BYTES defaults. Does not free what `st` held: call it on fresh
+ * memory, or after stead_state_release. Errors: EINVAL, ENOMEM (then `st`
+ * holds no allocations). */
+int stead_state_init(const stead_schema *schema, void *st);
+
+/* Frees the STRING and BYTES fields of `st` and sets them to NULL / 0.
+ * Other fields are left alone. Safe on zeroed memory. */
+void stead_state_release(const stead_schema *schema, void *st);
+
+/* Replaces a STRING field: frees *field, stores a copy of `s` (NULL stores
+ * NULL). Errors: ENOMEM (the field is unchanged). */
+int stead_state_set_string(char **field, const char *s);
+
+/* Replaces a BYTES field with a copy of `len` bytes at `data`. Errors:
+ * ENOMEM (the field is unchanged). */
+int stead_state_set_bytes(stead_bytes *field, const void *data, size_t len);
+
+/* ======================================================================
+ * Storage inside a turn
+ *
+ * Each object has its own ordered key-value space: keys are 1..2048 bytes
+ * compared bytewise, values 0..2 MiB. Reads see the turn's own writes (and
+ * earlier turns', durable or not). The turn's writes -- with its alarm
+ * changes and its state struct -- commit atomically after the handler
+ * returns 0; the turn's reply and messages are released only when that
+ * commit is durable. A failed turn's writes are discarded. A turn may
+ * write at most 16 MiB (keys + values + 32 bytes per entry).
+ *
+ * Every function here must be called on the thread running the turn, with
+ * its ctx; outside a turn they return STEAD_EMISUSE.
+ * ====================================================================== */
+
+#define STEAD_MAX_KEY 2048
+#define STEAD_MAX_VALUE (2 * 1024 * 1024)
+#define STEAD_MAX_WRITE_SET (16 * 1024 * 1024)
+
+/* A key, or a key and its value. */
+typedef struct stead_kv {
+  const void *key;
+  size_t key_len;
+  const void *value; /* NULL: absent (in stead_get_many's result) */
+  size_t value_len;
+} stead_kv;
+
+/* Reads one key. On 0, *value (if value is not NULL) receives a copy the
+ * caller frees with stead_free -- NUL-terminated one past *value_len for
+ * convenience -- and *value_len its length (value_len may be NULL).
+ * Errors: ENOTFOUND (no such key), EINVAL (NULL or empty key), ETOOBIG
+ * (key), ESTORAGE, ENOMEM, EMISUSE. */
+int stead_get(stead_ctx *ctx, const void *key, size_t key_len, void **value,
+              size_t *value_len);
+
+/* Writes one key (the value is copied). Errors: EINVAL (empty key, NULL
+ * value with len > 0), ETOOBIG (key, value, or the turn's write set; the
+ * turn's writes so far stay), ENOMEM, EMISUSE. */
+int stead_put(stead_ctx *ctx, const void *key, size_t key_len, const void *value,
+              size_t value_len);
+
+/* Deletes one key. Deleting a missing key is not an error. Errors: EINVAL,
+ * ETOOBIG, ENOMEM, EMISUSE. */
+int stead_delete(stead_ctx *ctx, const void *key, size_t key_len);
+
+/* Reads n keys (keys[i].key / key_len; values ignored). On 0, *out is an
+ * array of n entries in the same order, in one allocation the caller frees
+ * with stead_free: out[i].key points to the key, out[i].value to the value
+ * or NULL when the key is absent (a present empty value is non-NULL with
+ * value_len 0). Errors: as stead_get except ENOTFOUND; n == 0 gives *out
+ * NULL. */
+int stead_get_many(stead_ctx *ctx, const stead_kv *keys, size_t n, stead_kv **out);
+
+/* Writes n entries, all or none: every key and value is checked first.
+ * A key given twice keeps the last value. Errors: as stead_put. */
+int stead_put_many(stead_ctx *ctx, const stead_kv *entries, size_t n);
+
+/* Deletes n keys (values ignored), all or none. Errors: as stead_delete. */
+int stead_delete_many(stead_ctx *ctx, const stead_kv *keys, size_t n);
+
+/* Deletes every key of the object (not its alarms or state struct). Later
+ * puts in the same turn survive. Errors: ENOMEM, EMISUSE. */
+int stead_delete_all(stead_ctx *ctx);
+
+/* Options of stead_list. Zero-initialise: all zero lists every key in
+ * ascending order. Pointers are borrowed during the call; a NULL pointer
+ * or a zero length means "not set". */
+typedef struct stead_list_opts {
+  const void *prefix; /* only keys starting with these bytes */
+  size_t prefix_len;
+  const void *start; /* keys >= start ... */
+  size_t start_len;
+  const void *start_after; /* ... or keys > start_after (not both) */
+  size_t start_after_len;
+  const void *end; /* keys < end */
+  size_t end_len;
+  int reverse;  /* descending order; with limit: the last keys */
+  size_t limit; /* at most this many; 0: no limit */
+} stead_list_opts;
+
+/* Lists keys and values in key order (merged with the turn's writes). On
+ * 0, *out is an array of *n entries in one allocation the caller frees
+ * with stead_free (NULL when *n is 0); keys and values point inside it.
+ * opts NULL lists everything. Errors: EINVAL (start and start_after both
+ * set), ESTORAGE, ENOMEM, EMISUSE. */
+int stead_list(stead_ctx *ctx, const stead_list_opts *opts, stead_kv **out, size_t *n);
+
 #ifdef __cplusplus
 }
 #endif

@@ -565,6 +565,13 @@ int stead__objstore_hibernate(stead__objstore *os) {
   return ok;
 }
 
+size_t stead__objstore_room(const stead__objstore *os) {
+  if (!os->in_turn)
+    return 0;
+  size_t used = os->pending ? os->pending->bytes : 0;
+  return used >= os->o.max_wset ? 0 : os->o.max_wset - used;
+}
+
 size_t stead__objstore_cache_bytes(stead__objstore *os) {
   pthread_mutex_lock(&os->mu);
   size_t n = os->cache.bytes;

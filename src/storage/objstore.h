@@ -96,6 +96,10 @@ size_t stead__objstore_inflight(stead__objstore *os);
 /* Drops the read cache if no turn is open and nothing is in flight.
  * Returns 1 if it did. */
 int stead__objstore_hibernate(stead__objstore *os);
+/* Bytes the open turn may still add to its write set (0 outside a turn).
+ * Batch writers check a whole batch against it so a batch is all or
+ * nothing. */
+size_t stead__objstore_room(const stead__objstore *os);
 /* Bytes held by the read cache (for memory accounting). */
 size_t stead__objstore_cache_bytes(stead__objstore *os);
 
