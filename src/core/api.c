@@ -67,8 +67,7 @@ int stead_call_async(stead_rt *rt, const char *cls, const char *id, const char *
   if ((rc = resolve(rt, cls, id, method, len, arg, &crec, &m)) != 0)
     goto out;
   int tmo = timeout_ms > 0 ? timeout_ms : rt->cfg.default_timeout_ms;
-  stead__call *c =
-      stead__call_new(rt, cb, udata, stead__mono_ns() + (int64_t)tmo * 1000000, false);
+  stead__call *c = stead__call_new(rt, cb, udata, tmo, false, 0, NULL);
   stead__msg *msg = c ? stead__msg_new(STEAD__MSG_CALL, arg, len) : NULL;
   if (!msg) {
     free(c);

@@ -10,18 +10,20 @@
 
 #include <stdlib.h>
 
-stead__call *stead__call_new(stead_rt *rt, stead_call_cb cb, void *udata,
-                             int64_t deadline_ns, bool internal) {
-  stead__call *c = calloc(1, sizeof *c);
+stead__call *stead__call_new(stead_rt *rt, stead_call_cb cb, void *udata, int timeout_ms,
+                             bool internal, size_t extra, void **extra_out) {
+  stead__call *c = calloc(1, sizeof *c + extra);
   if (!c)
     return NULL;
+  if (extra_out)
+    *extra_out = c + 1;
   atomic_init(&c->refs, 1);
   atomic_init(&c->done, 0);
   c->rt = rt;
   c->cb = cb;
   c->udata = udata;
   c->start_ns = stead__mono_ns();
-  c->deadline_ns = deadline_ns;
+  c->deadline_ns = c->start_ns + (int64_t)timeout_ms * 1000000;
   c->internal = internal;
   return c;
 }

@@ -91,8 +91,11 @@ struct stead__call {
   bool internal; /* a continuation; not counted as an external call */
 };
 
-stead__call *stead__call_new(stead_rt *rt, stead_call_cb cb, void *udata,
-                             int64_t deadline_ns, bool internal);
+/* A call whose deadline is timeout_ms from now. `extra` bytes are
+ * allocated with it (zeroed) and returned in *extra_out, for a completion
+ * record that must live exactly as long as the call. */
+stead__call *stead__call_new(stead_rt *rt, stead_call_cb cb, void *udata, int timeout_ms,
+                             bool internal, size_t extra, void **extra_out);
 /* Completes the call if nobody did yet. data/message are copied by the
  * callback if it needs them. Returns 1 if this completion won. */
 int stead__call_complete(stead__call *c, int status, const void *data, size_t len,
@@ -189,7 +192,6 @@ typedef struct stead__metrics_core {
   stead__counter activations_total, deactivations_total, hibernations_total;
   stead__counter activate_failed;
   stead__hist call_latency;
-  stead__hist turn_duration;
 } stead__metrics_core;
 
 struct stead_rt {
@@ -235,6 +237,8 @@ stead_rt *stead__current_rt(void);
 void stead__set_current_rt(stead_rt *rt);
 
 int64_t stead__rt_now_ms(stead_rt *rt);
+/* The runtime clock at coarse resolution (idle bookkeeping). */
+int64_t stead__rt_coarse_ms(stead_rt *rt);
 void stead__log(stead_rt *rt, stead_log_level lvl, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))

@@ -44,9 +44,6 @@ int stead_metrics_text(stead_rt *rt, char **out, size_t *out_len) {
                 &m->turns_failed);
   rc |= counter(&b, "stead_turns_slow_total", "Turns longer than slow_turn_ms.",
                 &m->turns_slow);
-  rc |= stead__metric_header(&b, "stead_turn_duration_seconds", "histogram",
-                             "Time spent in handlers per turn.");
-  rc |= stead__metric_hist(&b, "stead_turn_duration_seconds", NULL, &m->turn_duration);
   rc |= calls(&b, m);
   rc |= stead__metric_header(&b, "stead_call_duration_seconds", "histogram",
                              "Latency of calls from outside a turn, enqueue to reply.");

@@ -43,6 +43,10 @@ int64_t stead__rt_now_ms(stead_rt *rt) {
   return rt->cfg.clock ? rt->cfg.clock(rt->cfg.clock_udata) : stead__wall_ms();
 }
 
+int64_t stead__rt_coarse_ms(stead_rt *rt) {
+  return rt->cfg.clock ? rt->cfg.clock(rt->cfg.clock_udata) : stead__coarse_wall_ms();
+}
+
 void stead__log(stead_rt *rt, stead_log_level lvl, const char *fmt, ...) {
   if (!rt->cfg.log || lvl > rt->cfg.log_level)
     return;
@@ -208,7 +212,7 @@ static void lru_append(stead__stripe *s, stead__act *a) {
 /* Moves a to the young end of its stripe's LRU (stripe lock held). */
 void stead__lru_touch(stead_rt *rt, stead__act *a) {
   stead__stripe *s = &rt->stripes[a->stripe];
-  a->last_used = stead__rt_now_ms(rt);
+  a->last_used = stead__rt_coarse_ms(rt);
   if (s->lru_tail != a) {
     lru_unlink(s, a);
     lru_append(s, a);
@@ -227,7 +231,7 @@ static stead__act *act_new(stead_rt *rt, const stead__class_rec *c, uint64_t h,
   memcpy(a->id, id, id_len);
   a->id[id_len] = 0;
   atomic_init(&a->pins, 0);
-  a->last_used = stead__rt_now_ms(rt);
+  a->last_used = stead__rt_coarse_ms(rt);
   return a;
 }
 
@@ -379,7 +383,6 @@ static int check_config(const stead_config *cfg) {
 static void metrics_init(stead__metrics_core *m) {
   memset(m, 0, sizeof *m);
   stead__hist_init(&m->call_latency, stead__latency_bounds, stead__latency_nbounds);
-  stead__hist_init(&m->turn_duration, stead__latency_bounds, stead__latency_nbounds);
 }
 
 static void rt_free(stead_rt *rt) {

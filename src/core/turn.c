@@ -105,8 +105,8 @@ int stead_fail(stead_ctx *ctx, const char *fmt, ...) {
 /* ---- outbox --------------------------------------------------------- */
 
 static void out_free(out_item *o) {
-  free(o->id);
-  free(o->data);
+  if (o->kind == OUT_DEFERRED)
+    free(o->data);
   free(o);
 }
 
@@ -146,20 +146,22 @@ static int out_message(stead_ctx *ctx, out_kind kind, const char *cls, const cha
   int rc = resolve_target(ctx, cls, id, method, len, &crec, &m);
   if (rc)
     return rc;
-  out_item *o = calloc(1, sizeof *o);
+  /* One allocation: the item, then the id, then the payload. */
+  size_t id_len = strlen(id);
+  out_item *o = malloc(sizeof *o + id_len + 1 + len);
   if (!o)
     return stead__err(STEAD_ENOMEM, "out of memory");
+  memset(o, 0, sizeof *o);
   o->kind = kind;
   o->crec = crec;
   o->method = m;
-  o->id_len = strlen(id);
-  o->id = stead__memdup(id, o->id_len + 1);
-  o->data = stead__memdup(arg, len);
+  o->id_len = id_len;
+  o->id = (char *)(o + 1);
+  memcpy(o->id, id, id_len + 1);
+  o->data = o->id + id_len + 1;
+  if (len)
+    memcpy(o->data, arg, len);
   o->len = len;
-  if (!o->id || !o->data) {
-    out_free(o);
-    return stead__err(STEAD_ENOMEM, "out of memory");
-  }
   out_push(ctx, o);
   *out = o;
   return 0;
@@ -262,7 +264,6 @@ static void cont_complete(const stead_result *res, void *udata) {
     stead__log(cr->rt, STEAD_LOG_ERROR,
                "out of memory delivering a continuation to %s/%s",
                cr->act->crec->cls->name, cr->act->id);
-    free(cr);
     return;
   }
   m->then = cr->then;
@@ -271,7 +272,6 @@ static void cont_complete(const stead_result *res, void *udata) {
   m->errmsg = res->message ? stead__strdup(res->message) : NULL;
   stead__counter_add(&cr->rt->m.conts, 1);
   stead__enqueue_act(cr->rt, cr->act, m);
-  free(cr);
 }
 
 /* ---- release -------------------------------------------------------- */
@@ -291,18 +291,17 @@ static void release_send(stead_rt *rt, out_item *o) {
 }
 
 static void release_call(stead_rt *rt, stead__act *self, out_item *o) {
-  cont_rec *cr = malloc(sizeof *cr);
-  stead__call *c = NULL;
-  stead__msg *m = NULL;
-  if (cr) {
+  void *extra = NULL;
+  stead__call *c = stead__call_new(rt, cont_complete, NULL, o->timeout_ms, true,
+                                   sizeof(cont_rec), &extra);
+  stead__msg *m = c ? stead__msg_new(STEAD__MSG_CALL, o->data, o->len) : NULL;
+  if (c) {
+    /* The continuation record lives inside the call: freed with it. */
+    cont_rec *cr = extra;
     *cr = (cont_rec){rt, self, o->then, o->then_udata};
-    c = stead__call_new(rt, cont_complete, cr,
-                        stead__mono_ns() + (int64_t)o->timeout_ms * 1000000, true);
+    c->udata = cr;
   }
-  if (c)
-    m = stead__msg_new(STEAD__MSG_CALL, o->data, o->len);
   if (!m) {
-    free(cr);
     free(c);
     stead__log(rt, STEAD_LOG_ERROR, "out of memory starting a call from %s/%s",
                self->crec->cls->name, self->id);
@@ -423,7 +422,9 @@ static int activate(stead_rt *rt, stead__act *a, stead__msg *m) {
 static void run_user_turn(stead_rt *rt, stead__act *a, stead__msg *m) {
   stead_ctx ctx;
   ctx_init(&ctx, rt, a, m);
-  int64_t t0 = stead__mono_ns();
+  /* Coarse clock: slow-turn detection needs milliseconds, and a precise
+   * read per turn is measurable on virtual machines. */
+  int64_t t0 = stead__coarse_mono_ms();
   int rc;
   if (m->kind == STEAD__MSG_CONT) {
     stead_result res = {m->status, m->status == 0 ? m->payload : NULL,
@@ -432,13 +433,12 @@ static void run_user_turn(stead_rt *rt, stead__act *a, stead__msg *m) {
   } else {
     rc = m->method->fn(&ctx, m->payload, m->len);
   }
-  int64_t dt = stead__mono_ns() - t0;
+  int64_t dt = stead__coarse_mono_ms() - t0;
   stead__counter_add(&rt->m.turns, 1);
-  stead__hist_observe_ns(&rt->m.turn_duration, dt);
-  if (dt > (int64_t)rt->cfg.slow_turn_ms * 1000000) {
+  if (dt > (int64_t)rt->cfg.slow_turn_ms) {
     stead__counter_add(&rt->m.turns_slow, 1);
     stead__log(rt, STEAD_LOG_WARN, "slow turn: %s/%s took %lld ms", a->crec->cls->name,
-               a->id, (long long)(dt / 1000000));
+               a->id, (long long)dt);
   }
   if (rc != 0 || ctx.failed) {
     stead__counter_add(&rt->m.turns_failed, 1);

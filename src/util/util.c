@@ -25,6 +25,18 @@ int64_t stead__wall_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t stead__coarse_mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t stead__coarse_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Returns the length of the UTF-8 sequence at s (1..4), or 0 if invalid.
  * Rejects overlong forms, surrogates and code points past U+10FFFF. */
 static size_t utf8_seq(const unsigned char *s, size_t avail) {

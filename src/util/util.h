@@ -30,6 +30,11 @@ void stead__err_clear(void);
 int64_t stead__mono_ns(void);
 int64_t stead__mono_ms(void);
 int64_t stead__wall_ms(void);
+/* Cheap clocks with a few ms of resolution (no syscall even on VMs whose
+ * clock source makes precise reads slow): for idle times and slow-turn
+ * detection, never for deadlines or latencies. */
+int64_t stead__coarse_mono_ms(void);
+int64_t stead__coarse_wall_ms(void);
 
 /* Limits every module agrees on. */
 #define STEAD__MAX_ID   1024
