@@ -296,8 +296,11 @@ int stead_fail(stead_ctx *ctx, const char *fmt, ...)
     ;
 
 /* A one-way message to another object (or to itself), released when the
- * turn commits. Errors (immediate): EINVAL, ETOOBIG, ENOMEM. Delivery
- * errors (ENOCLASS, EOVERLOAD...) after the turn are counted and logged. */
+ * turn commits. The target class and method are checked now. Errors
+ * (immediate): EINVAL, ETOOBIG, ENOCLASS, ENOMETHOD, ENOMEM. If the target's
+ * mailbox is full when the turn commits, the message is dropped, counted
+ * (stead_sends_dropped_total) and logged at WARN: use stead_ctx_call when
+ * the sender must know. */
 int stead_ctx_send(stead_ctx *ctx, const char *cls, const char *id,
                    const char *method, const void *arg, size_t len);
 
@@ -309,10 +312,12 @@ int stead_ctx_send(stead_ctx *ctx, const char *cls, const char *id,
 typedef int (*stead_then_fn)(stead_ctx *ctx, const stead_result *res, void *udata);
 
 /* Calls another object from inside a turn. The request leaves when this
- * turn commits; the reply (or failure, or ETIMEDOUT at the deadline) runs
- * `then` as a turn of this object. A->B->A call cycles complete because no
- * turn waits. The object stays in memory until all its continuations ran.
- * `udata` is passed through untouched. Errors (immediate): EINVAL, ETOOBIG,
+ * turn commits; the reply (or failure, or ETIMEDOUT at the deadline, or
+ * EOVERLOAD if the target's mailbox is full) runs `then` as a turn of this
+ * object, exactly once. A->B->A call cycles complete because no turn
+ * waits. The object stays in memory until all its continuations ran.
+ * timeout_ms <= 0 uses the configured default. `udata` is passed through
+ * untouched. Errors (immediate): EINVAL, ETOOBIG, ENOCLASS, ENOMETHOD,
  * ENOMEM; if the turn fails, `then` never runs. */
 int stead_ctx_call(stead_ctx *ctx, const char *cls, const char *id,
                    const char *method, const void *arg, size_t len,
@@ -325,8 +330,10 @@ typedef struct stead_deferred stead_deferred;
  * turn of the same object (typically a continuation) answers it with
  * stead_deferred_reply or stead_deferred_fail. Until then the object stays
  * in memory; if the runtime closes first the caller gets ECLOSED, and the
- * caller's deadline still applies. Returns NULL (EMISUSE) when the turn has
- * no call to answer or already deferred it. */
+ * caller's deadline still applies. If this turn fails, the deferral is
+ * undone: the caller gets the turn's EHANDLER and the returned pointer is
+ * invalid. Returns NULL (EMISUSE) when the turn has no call to answer (a
+ * one-way message, a continuation) or already deferred it. */
 stead_deferred *stead_defer_reply(stead_ctx *ctx);
 
 /* Answers a deferred call from a turn of the same object; the answer is
@@ -345,7 +352,9 @@ int stead_deferred_fail(stead_ctx *ctx, stead_deferred *d, int code,
 /* Deactivates the object now if it is in memory: queues a deactivation
  * behind its pending messages, waits for it (on_deactivate runs, commits
  * flush) and returns. 0 also when the object was not active. A message
- * arriving meanwhile reactivates it. EMISUSE from a stead thread. */
+ * arriving meanwhile reactivates it. ECANCELED (and the object stays) when
+ * it waits for continuations or owes deferred replies. EMISUSE from a
+ * stead thread; EINVAL, ENOCLASS for bad names; ECLOSED. */
 int stead_deactivate(stead_rt *rt, const char *cls, const char *id);
 
 /* 1 if the object has an activation in memory, 0 if not; negative on bad
