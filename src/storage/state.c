@@ -298,8 +298,8 @@ static const char *type_name(int t) {
 
 /* Reads one value of type t; stores it into `st` at f when f is not NULL. */
 static int read_value(rd *r, int t, const stead_field *f, void *st) {
-  const uint8_t *b;
-  uint64_t n;
+  const uint8_t *b = NULL;
+  uint64_t n = 0;
   int rc;
   switch (t) {
   case STEAD_FT_INT64:
@@ -360,7 +360,7 @@ static int decode_into(const stead_schema *s, rd *r, void *tmp, uint8_t *seen) {
     return corrupt("field count exceeds the record size");
   for (uint64_t i = 0; i < nf; i++) {
     uint64_t nl;
-    const uint8_t *name, *tb;
+    const uint8_t *name = NULL, *tb = NULL;
     if ((rc = get_varint(r, &nl)))
       return rc;
     if (nl < 1 || nl > STEAD__MAX_NAME)
