@@ -10,7 +10,8 @@
  *                          whose turns wait on the output gate while the
  *                          workers move on to other objects)
  *
- * Usage: bench_storage [DIR] [SECONDS] [THREADS]. Prints a markdown table.
+ * Usage: bench_storage [DIR] [SECONDS] [THREADS]; env BENCH_MAX_BATCH sets
+ * the committer's max_batch (default 256). Prints a markdown table.
  */
 #include "storage/backend.h"
 #include "storage/committer.h"
@@ -136,7 +137,10 @@ static double committer_rate(const char *dir, const char *durability, int nthrea
   stead__committer *c;
   if (stead__backend_open(spec, &b))
     die("open backend");
-  if (stead__committer_start(b, NULL, &c))
+  stead__committer_opts co = {.max_batch = 256, .max_delay_us = 1000};
+  if (getenv("BENCH_MAX_BATCH"))
+    co.max_batch = (size_t)atoi(getenv("BENCH_MAX_BATCH"));
+  if (stead__committer_start(b, &co, &c))
     die("start committer");
   driver d[8];
   pthread_t th[8];
