@@ -512,13 +512,14 @@ int stead__gw_start(const stead__gw_config *cfg, stead__gw **out) {
   atomic_init(&gw->state, GW_STARTING);
   unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD |
                    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+  /* The logger goes first so MHD reports option errors through it. */
   gw->mhd = MHD_start_daemon(
-      flags, 0, NULL, NULL, access_cb, gw, MHD_OPTION_LISTEN_SOCKET, cfg->listen_fd,
+      flags, 0, NULL, NULL, access_cb, gw, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+      (void *)cfg->log, MHD_OPTION_LISTEN_SOCKET, cfg->listen_fd,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_NOTIFY_COMPLETED,
       completed_cb, gw, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, gw,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      (size_t)64 * 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, (void *)cfg->log,
-      MHD_OPTION_END);
+      (size_t)64 * 1024, MHD_OPTION_END);
   if (!gw->mhd) {
     gw_free(gw);
     close(cfg->listen_fd);

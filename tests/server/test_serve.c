@@ -214,14 +214,18 @@ static void test_malformed(void **state) {
       "GET\r\n\r\n",
       "POST /v1/objects/echo/%zz/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
       "POST /v1/objects/echo/x/echo HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
-      "POST /v1/objects/echo/x/echo HTTP/1.1\r\nHost: x\r\nContent-Length: "
-      "99999999999999999999\r\n\r\n",
+      ("POST /v1/objects/echo/x/echo HTTP/1.1\r\nHost: x\r\nContent-Length: "
+       "99999999999999999999\r\n\r\n"),
       "GET /healthz HTTP/9.9\r\n\r\n",
       "GET /v1/objects/echo/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
   };
   for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
     int st = raw(&S, reqs[i], strlen(reqs[i]), 1);
-    if (st < 400 || st >= 600)
+    /* libmicrohttpd 0.9.75 closes the connection without an answer when
+     * the request line has no URI (the first two); that is acceptable:
+     * nothing was acknowledged and the server keeps serving. */
+    int silent_ok = i < 2 && st == 0;
+    if (!silent_ok && (st < 400 || st >= 600))
       fail_msg("request %zu answered %d, want 4xx/5xx", i, st);
     still_serving();
   }
@@ -232,8 +236,7 @@ static void test_malformed(void **state) {
   memset(h + n, 'h', hb);
   strcpy(h + n + hb, "\r\n\r\n");
   int st = raw(&S, h, strlen(h), 1);
-  if (st != 0 && (st < 400 || st >= 500))
-    fail_msg("huge header answered %d", st);
+  assert_int_equal(st, 431);
   free(h);
   still_serving();
   /* truncated body: promises 1000 bytes, sends 10, hangs up */

@@ -1,0 +1,21 @@
+/*
+ * examples.h -- the example classes compiled into `stead serve` and used by
+ * tests. Each example lives in its own file (echo.c, ...) and exposes its
+ * stead_class; stead_examples_register registers all of them.
+ */
+#ifndef STEAD_EXAMPLES_H
+#define STEAD_EXAMPLES_H
+
+#include "stead.h"
+
+/* Class "echo": method "echo" replies its argument; "fail" fails the turn
+ * with the argument as the message; "sleep" blocks its worker for the
+ * argument's number of milliseconds (0..60000, as decimal text or a JSON
+ * number) then replies "slept" -- for deadline tests. Static storage. */
+extern const stead_class stead_example_echo;
+
+/* Registers every example class on `rt`. 0, or the first failing
+ * stead_register's error (EEXIST if one was already registered). */
+int stead_examples_register(stead_rt *rt);
+
+#endif
