@@ -112,6 +112,21 @@ typedef void (*stead_log_fn)(stead_log_level level, const char *line, void *udat
 /* A clock in milliseconds since the Unix epoch. Called from any thread. */
 typedef int64_t (*stead_clock_fn)(void *udata);
 
+#define STEAD_DURABILITY_FULL 0
+#define STEAD_DURABILITY_NORMAL 1
+
+/* A storage telemetry event (the Elixir library's storage events).
+ * op: "load" (a read of one object), "save" (one object's write set in a
+ * commit), "delete" (a write set that only removes). phase: "start",
+ * "stop" or "error". Strings are static or valid during the callback. */
+typedef struct stead_telemetry_event {
+  const char *op;
+  const char *phase;
+  const char *cls, *id;
+  int64_t duration_ns; /* 0 for start */
+  int error;           /* the STEAD_E* code for "error", else 0 */
+} stead_telemetry_event;
+
 /* Runtime configuration. Always start from stead_config_init(), which
  * fills the documented defaults, then change what you need. The struct is
  * read during stead_open and not kept; strings are copied. */
@@ -134,8 +149,29 @@ typedef struct stead_config {
   int slow_turn_ms;
   /* Deadline of calls that do not give one. Default 30,000 ms. */
   int default_timeout_ms;
-  /* Storage backend: "memory" (default) keeps data in this process only. */
+  /* Storage backend:
+   *   "memory"          (default) data lives in this process only (tests);
+   *   "sqlite:PATH"     one SQLite database file (WAL); its directory is
+   *                     created. Options may follow: "sqlite:PATH?
+   *                     durability=normal&busy_timeout_ms=N".
+   * Opening a file that is not a stead database fails with ECORRUPT. */
   const char *storage;
+  /* STEAD_DURABILITY_FULL (default): a turn's reply waits until its commit
+   * is synced to disk. STEAD_DURABILITY_NORMAL: synced in the background;
+   * a process crash loses nothing, a power loss can lose the last batches.
+   * An option in the storage spec wins over this field. */
+  int durability;
+  /* Limits of storage inside a turn (0 = the default): key 2 KiB, value
+   * 2 MiB, one turn's write set 16 MiB. Over them: STEAD_ETOOBIG. */
+  size_t max_key, max_value, max_write_set;
+  /* Group commit: most write sets per backend transaction (default 1024)
+   * and how long a batch may wait to fill under load (default 1000 us). */
+  int commit_max_batch;
+  int commit_max_delay_us;
+  /* Storage telemetry (load/save/delete start/stop/error with durations).
+   * Called on worker and committer threads; must be quick. Default none. */
+  void (*telemetry)(const struct stead_telemetry_event *ev, void *udata);
+  void *telemetry_udata;
   /* Log sink and the most verbose level passed to it. Default: no sink. */
   stead_log_fn log;
   void *log_udata;
@@ -151,7 +187,9 @@ void stead_config_init(stead_config *cfg);
 
 /* Opens a runtime and starts its workers. On success *out owns the runtime
  * until stead_close. Errors: EINVAL (bad config; the message names the
- * field), ENOMEM, ENOTSUP (unknown storage), ESTORAGE, EIO (threads). */
+ * field), ENOMEM, ENOTSUP (unknown storage, or a database written by a
+ * newer stead), ESTORAGE (cannot open or create the database), ECORRUPT
+ * (the file is not a stead database or is damaged), EIO (threads). */
 int stead_open(const stead_config *cfg, stead_rt **out);
 
 /* Closes the runtime: new calls from outside fail with STEAD_ECLOSED, the
@@ -197,8 +235,13 @@ typedef struct stead_class {
   stead_lifecycle_fn on_deactivate; /* optional */
   /* Bytes of per-activation memory, zeroed at activation and handed to
    * every turn through stead_state(). Lost when the object leaves memory:
-   * durable data belongs in storage. 0 for none. */
+   * durable data belongs in storage or in a state struct. 0 for none. */
   size_t state_size;
+  /* Optional durable state struct (see "State structs"): loaded at
+   * activation, handed to turns by stead_state(), saved in the turn's
+   * commit when it changed, rolled back when the turn fails. When set,
+   * state_size must be 0 or schema->size. */
+  const struct stead_schema *state_schema;
   /* Drop the activation's caches after this long idle. 0: never. */
   int64_t hibernate_after_ms;
   /* Deactivate after this long idle. 0: never (only LRU or close). */
@@ -273,7 +316,8 @@ int stead_send(stead_rt *rt, const char *cls, const char *id, const char *method
 const char *stead_class_name(stead_ctx *ctx);
 const char *stead_object_id(stead_ctx *ctx);
 
-/* The activation's state_size bytes of memory (NULL if state_size is 0). */
+/* The activation's state struct (state_schema) or its state_size bytes of
+ * memory; NULL if the class has neither. */
 void *stead_state(stead_ctx *ctx);
 
 /* The current time from the runtime's clock, ms since the epoch. */

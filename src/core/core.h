@@ -20,6 +20,9 @@
 #define STEAD_CORE_H
 
 #include "stead.h"
+#include "storage/backend.h"
+#include "storage/committer.h"
+#include "storage/objstore.h"
 #include "util/metrics.h"
 #include "util/util.h"
 
@@ -166,8 +169,13 @@ struct stead__act {
   /* Owned by the worker running the object: */
   atomic_bool activated; /* read by stead_is_active under the stripe lock */
   bool hibernated;
-  void *state;
+  void *state;            /* state struct (schema) or state_size memory */
+  stead__buf state_saved; /* the state struct as of the last good turn */
   struct stead__objstore *store;
+  /* Turns whose outputs wait for a commit (the output gate). */
+  atomic_int commits_pending;
+  /* A commit of this object failed: reload the state struct first. */
+  atomic_bool state_stale;
   stead_deferred *deferred; /* open deferred replies */
   /* Continuations and deferred replies outstanding: the object must stay. */
   atomic_int pins;
@@ -191,6 +199,7 @@ typedef struct stead__metrics_core {
   stead__counter sends, sends_dropped, conts;
   stead__counter activations_total, deactivations_total, hibernations_total;
   stead__counter activate_failed;
+  stead__counter commit_failures; /* turns failed because their commit did */
   stead__hist call_latency;
 } stead__metrics_core;
 
@@ -230,6 +239,11 @@ struct stead_rt {
   atomic_bool closing;
 
   stead__metrics_core m;
+
+  /* storage */
+  stead__backend *backend;
+  stead__committer *committer;
+  stead__objstore_opts store_opts;
 };
 
 /* The runtime whose worker or timer thread this is, or NULL. */
@@ -264,6 +278,23 @@ void stead__inflight_done(stead_rt *rt);
 void stead__run_slice(stead_rt *rt, stead__act *a);
 /* Run queue push (stripe lock held by caller). */
 void stead__rq_push(stead_rt *rt, stead__act *a);
+
+/* Storage glue (store.c). */
+int stead__store_open(stead_rt *rt);
+void stead__store_close(stead_rt *rt);
+/* Creates the activation's store and loads its state struct. Errors:
+ * ESTORAGE, ECORRUPT (message set), ENOMEM. */
+int stead__store_activate(stead_rt *rt, stead__act *a);
+/* Waits for the activation's commits, then frees its store and state. */
+void stead__store_deactivate(stead_rt *rt, stead__act *a);
+/* Reloads the state struct after a failed commit. */
+int stead__store_reload_state(stead_rt *rt, stead__act *a);
+/* After the handler: rolls the state struct back (ok = false) or writes
+ * it into the turn when it changed. Errors: ETOOBIG, ENOMEM, EINVAL. */
+int stead__store_state_end(stead_rt *rt, stead__act *a, bool ok);
+int stead__store_metrics(stead_rt *rt, stead__buf *b);
+/* The runtime's backend (tests reach the failure injector through it). */
+stead__backend *stead__rt_backend(stead_rt *rt);
 
 /* Lifecycle (lifecycle.c). */
 void stead__sweep_tick(void *rt);

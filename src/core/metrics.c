@@ -69,6 +69,10 @@ int stead_metrics_text(stead_rt *rt, char **out, size_t *out_len) {
                              "Messages queued or running, and turns committing.");
   rc |=
       stead__metric_value(&b, "stead_inflight", NULL, (double)atomic_load(&rt->inflight));
+  rc |= counter(&b, "stead_turns_commit_failed_total",
+                "Turns that succeeded but whose commit failed (answered ESTORAGE).",
+                &m->commit_failures);
+  rc |= stead__store_metrics(rt, &b);
   if (rc) {
     stead__buf_free(&b);
     return stead__err(STEAD_ENOMEM, "out of memory rendering metrics");

@@ -36,6 +36,12 @@ void stead_config_init(stead_config *cfg) {
   cfg->slow_turn_ms = 1000;
   cfg->default_timeout_ms = 30000;
   cfg->storage = "memory";
+  cfg->durability = STEAD_DURABILITY_FULL;
+  cfg->max_key = STEAD_MAX_KEY;
+  cfg->max_value = STEAD_MAX_VALUE;
+  cfg->max_write_set = STEAD_MAX_WRITE_SET;
+  cfg->commit_max_batch = 1024;
+  cfg->commit_max_delay_us = 1000;
   cfg->log_level = STEAD_LOG_INFO;
 }
 
@@ -104,6 +110,14 @@ static int check_class(const stead_class *cls, size_t *nmethods) {
     return rc;
   if (!cls->methods)
     return stead__err(STEAD_EINVAL, "class \"%s\" has no method table", cls->name);
+  if (cls->state_schema) {
+    if ((rc = stead_schema_check(cls->state_schema)) != 0)
+      return rc;
+    if (cls->state_size && cls->state_size != cls->state_schema->size)
+      return stead__err(STEAD_EINVAL,
+                        "class \"%s\": state_size %zu differs from its schema's size %zu",
+                        cls->name, cls->state_size, cls->state_schema->size);
+  }
   if (cls->hibernate_after_ms < 0 || cls->shutdown_after_ms < 0)
     return stead__err(STEAD_EINVAL, "class \"%s\" has a negative idle timeout",
                       cls->name);
@@ -236,7 +250,11 @@ static stead__act *act_new(stead_rt *rt, const stead__class_rec *c, uint64_t h,
 }
 
 void stead__act_free(stead__act *a) {
+  if (a->crec->cls->state_schema && a->state)
+    stead_state_release(a->crec->cls->state_schema, a->state);
   free(a->state);
+  stead__buf_free(&a->state_saved);
+  stead__objstore_free(a->store);
   free(a);
 }
 
@@ -373,10 +391,15 @@ static int check_config(const stead_config *cfg) {
     return stead__err(STEAD_EINVAL, "turns_per_slice must be positive");
   if (cfg->default_timeout_ms <= 0)
     return stead__err(STEAD_EINVAL, "default_timeout_ms must be positive");
-  const char *st = cfg->storage ? cfg->storage : "memory";
-  if (strcmp(st, "memory") != 0)
-    return stead__err(STEAD_ENOTSUP, "storage \"%s\" is not supported; use \"memory\"",
-                      st);
+  if (cfg->durability != STEAD_DURABILITY_FULL &&
+      cfg->durability != STEAD_DURABILITY_NORMAL)
+    return stead__err(STEAD_EINVAL,
+                      "durability is %d; expected STEAD_DURABILITY_FULL or "
+                      "STEAD_DURABILITY_NORMAL",
+                      cfg->durability);
+  if (cfg->commit_max_batch < 0 || cfg->commit_max_delay_us < 0)
+    return stead__err(STEAD_EINVAL,
+                      "commit_max_batch and commit_max_delay_us must not be negative");
   return 0;
 }
 
@@ -459,7 +482,12 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
     rt_free(rt);
     return stead__err(STEAD_ENOMEM, "out of memory");
   }
+  if ((rc = stead__store_open(rt)) != 0) {
+    rt_free(rt);
+    return rc;
+  }
   if ((rc = stead__timerq_init(&rt->timers, rt)) != 0) {
+    stead__store_close(rt);
     rt_free(rt);
     return rc;
   }
@@ -467,6 +495,7 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
     if (pthread_create(&rt->workers[i], NULL, worker_main, rt) != 0) {
       stop_workers(rt);
       stead__timerq_stop(&rt->timers);
+      stead__store_close(rt);
       rt_free(rt);
       return stead__err(STEAD_EIO, "cannot start worker thread %d", i);
     }
@@ -526,6 +555,7 @@ int stead_close(stead_rt *rt) {
   wait_idle(rt);
   stop_workers(rt);
   stead__timerq_stop(&rt->timers);
+  stead__store_close(rt);
   rt_free(rt);
   return 0;
 }

@@ -322,43 +322,46 @@ static void release_call(stead_rt *rt, stead__act *self, out_item *o) {
   }
 }
 
-static void release_deferred(stead_rt *rt, stead__act *self, out_item *o) {
-  stead_deferred *d = o->deferred;
-  /* Unlink from the activation's open list. */
+static void deferred_unlink(stead_rt *rt, stead__act *self, stead_deferred *d) {
+  stead__stripe *s = &rt->stripes[self->stripe];
+  pthread_mutex_lock(&s->mu);
   stead_deferred **pp = &self->deferred;
   while (*pp && *pp != d)
     pp = &(*pp)->next;
   if (*pp)
     *pp = d->next;
-  if (o->fail_code)
-    stead__call_complete(d->call, o->fail_code, NULL, 0, o->data);
+  pthread_mutex_unlock(&s->mu);
+}
+
+static void deferred_finish(stead_rt *rt, stead__act *self, stead_deferred *d, int code,
+                            const void *data, size_t len) {
+  deferred_unlink(rt, self, d);
+  if (code)
+    stead__call_complete(d->call, code, NULL, 0, data);
   else
-    stead__call_complete(d->call, 0, o->data, o->len, NULL);
+    stead__call_complete(d->call, 0, data, len, NULL);
   stead__call_unref(d->call);
   atomic_fetch_sub(&self->pins, 1);
   free(d);
-  (void)rt;
 }
 
-static void release_outbox(stead_ctx *ctx) {
-  out_item *o = ctx->out_head;
-  ctx->out_head = ctx->out_tail = NULL;
+/* Releases a turn's outbox in order. Runs on the worker (no commit) or on
+ * the committer thread (after the commit). */
+static void release_list(stead_rt *rt, stead__act *self, out_item *o) {
   while (o) {
     out_item *next = o->next;
     if (o->kind == OUT_SEND)
-      release_send(ctx->rt, o);
+      release_send(rt, o);
     else if (o->kind == OUT_CALL)
-      release_call(ctx->rt, ctx->act, o);
+      release_call(rt, self, o);
     else
-      release_deferred(ctx->rt, ctx->act, o);
+      deferred_finish(rt, self, o->deferred, o->fail_code, o->data, o->len);
     out_free(o);
     o = next;
   }
 }
 
-static void drop_outbox(stead_ctx *ctx) {
-  out_item *o = ctx->out_head;
-  ctx->out_head = ctx->out_tail = NULL;
+static void drop_list(out_item *o) {
   while (o) {
     out_item *next = o->next;
     out_free(o);
@@ -377,41 +380,247 @@ static void ctx_init(stead_ctx *ctx, stead_rt *rt, stead__act *a, stead__msg *m)
 }
 
 static void ctx_done(stead_ctx *ctx) {
-  drop_outbox(ctx);
+  drop_list(ctx->out_head);
+  ctx->out_head = ctx->out_tail = NULL;
   stead__buf_free(&ctx->reply);
 }
 
 /* Completes a CALL message's call with the turn's outcome. */
 static void answer(stead__msg *m, int status, const void *data, size_t len,
                    const char *why) {
-  if (m->kind == STEAD__MSG_CALL && m->call)
+  if (m && m->kind == STEAD__MSG_CALL && m->call)
     stead__call_complete(m->call, status, data, len, why);
+}
+
+/* A turn whose outputs wait for a commit (the output gate). */
+typedef struct gated {
+  stead_rt *rt;
+  stead__act *act;
+  stead__call *call;        /* the caller to answer, or NULL */
+  stead_deferred *deferred; /* a deferral this turn took, undone on failure */
+  out_item *outbox;
+  stead__buf reply;
+  uint64_t gen;
+} gated;
+
+/* Commit outcome, on the committer thread, in submission order. */
+static void gate_done(void *udata, stead__wset *ws, int rc) {
+  gated *g = udata;
+  stead_rt *rt = g->rt;
+  stead__act *a = g->act;
+  /* A barrier (write-less turn) the store does not know: it is stale if a
+   * failure bumped the generation since the turn ran. */
+  if (rc == 0 && stead__objstore_gen(a->store) != g->gen)
+    rc = STEAD_ECANCELED;
+  if (rc == 0) {
+    stead__objstore_on_durable(a->store, ws);
+    release_list(rt, a, g->outbox);
+    if (g->call)
+      stead__call_complete(g->call, 0, g->reply.data, g->reply.len, NULL);
+  } else {
+    char why[600];
+    if (rc == STEAD_ECANCELED)
+      snprintf(why, sizeof why,
+               "an earlier commit of %s/%s failed and this turn depended on it",
+               a->crec->cls->name, a->id);
+    else
+      snprintf(why, sizeof why, "commit failed: %s", stead_errmsg());
+    if (rc != STEAD_ECANCELED)
+      stead__objstore_on_failed(a->store, ws);
+    atomic_store(&a->state_stale, true);
+    drop_list(g->outbox);
+    if (g->deferred)
+      deferred_finish(rt, a, g->deferred, STEAD_ESTORAGE, why, 0);
+    if (g->call)
+      stead__call_complete(g->call, STEAD_ESTORAGE, NULL, 0, why);
+    stead__counter_add(&rt->m.commit_failures, 1);
+    stead__log(rt, STEAD_LOG_WARN, "turn of %s/%s failed: %s", a->crec->cls->name, a->id,
+               why);
+  }
+  stead__call_unref(g->call);
+  stead__buf_free(&g->reply);
+  free(g);
+  atomic_fetch_sub(&a->commits_pending, 1);
+  stead__inflight_done(rt);
+}
+
+/* Hands a successful turn's outputs to the committer with its write set
+ * (or an empty barrier set when only earlier commits are pending). */
+static int gate(stead_ctx *ctx, stead__msg *m, stead__wset *ws) {
+  stead__act *a = ctx->act;
+  gated *g = calloc(1, sizeof *g);
+  if (!ws)
+    ws = stead__wset_new(a->crec->cls->name, a->id);
+  else
+    stead__wset_ref(ws);
+  if (!g || !ws) {
+    free(g);
+    stead__wset_unref(ws);
+    return stead__err(STEAD_ENOMEM, "out of memory");
+  }
+  g->rt = ctx->rt;
+  g->act = a;
+  g->gen = stead__objstore_gen(a->store);
+  g->outbox = ctx->out_head;
+  g->reply = ctx->reply;
+  g->deferred = ctx->deferring;
+  if (m && m->kind == STEAD__MSG_CALL && ctx->can_reply) {
+    g->call = m->call;
+    m->call = NULL;
+  }
+  atomic_fetch_add(&a->commits_pending, 1);
+  stead__inflight_add(ctx->rt);
+  int rc = stead__committer_submit(ctx->rt->committer, ws, gate_done, g);
+  stead__wset_unref(ws);
+  if (rc) {
+    atomic_fetch_sub(&a->commits_pending, 1);
+    stead__inflight_done(ctx->rt);
+    if (g->call) {
+      m->call = g->call; /* back to the message: it gets answered */
+    }
+    free(g);
+    return rc;
+  }
+  ctx->out_head = ctx->out_tail = NULL;
+  memset(&ctx->reply, 0, sizeof ctx->reply);
+  return 0;
+}
+
+/* Registers a deferral taken by a successful turn with the activation;
+ * it takes over the message's reference to the call. */
+static void register_deferral(stead_ctx *ctx, stead__msg *m) {
+  stead_deferred *d = ctx->deferring;
+  stead__act *a = ctx->act;
+  stead__stripe *s = &ctx->rt->stripes[a->stripe];
+  d->call = m->call;
+  m->call = NULL;
+  pthread_mutex_lock(&s->mu);
+  d->next = a->deferred;
+  a->deferred = d;
+  pthread_mutex_unlock(&s->mu);
+  atomic_fetch_add(&a->pins, 1);
+}
+
+typedef int (*turn_body)(stead_ctx *ctx, stead__msg *m);
+
+/* Runs `body` as one turn of `a`: storage turn, handler, state struct,
+ * then release, gate or rollback. `m` is the message (NULL for lifecycle
+ * hooks). Returns 0 if the turn succeeded (its outputs released or gated),
+ * else the failure code; the caller has been answered either way. The
+ * failure message is left in `why`. */
+static int run_body(stead_rt *rt, stead__act *a, stead__msg *m, turn_body body, char *why,
+                    size_t why_len) {
+  stead_ctx ctx;
+  ctx_init(&ctx, rt, a, m);
+  int rc = stead__objstore_turn_begin(a->store);
+  if (rc) {
+    snprintf(why, why_len, "%s", stead_errmsg());
+    answer(m, rc, NULL, 0, why);
+    return rc;
+  }
+  /* Coarse clock: slow-turn detection needs milliseconds, and a precise
+   * read per turn is measurable on virtual machines. */
+  int64_t t0 = stead__coarse_mono_ms();
+  int hrc = body(&ctx, m);
+  int64_t dt = stead__coarse_mono_ms() - t0;
+  stead__counter_add(&rt->m.turns, 1);
+  if (dt > (int64_t)rt->cfg.slow_turn_ms) {
+    stead__counter_add(&rt->m.turns_slow, 1);
+    stead__log(rt, STEAD_LOG_WARN, "slow turn: %s/%s took %lld ms", a->crec->cls->name,
+               a->id, (long long)dt);
+  }
+  int code = 0;
+  if (hrc != 0 || ctx.failed) {
+    code = STEAD_EHANDLER;
+    snprintf(why, why_len, "%s", ctx.failed ? ctx.errmsg : "handler returned an error");
+  } else if ((rc = stead__store_state_end(rt, a, true)) != 0) {
+    code = rc;
+    snprintf(why, why_len, "saving the state struct: %s", stead_errmsg());
+  }
+  if (code)
+    stead__store_state_end(rt, a, false);
+  stead__wset *ws = NULL;
+  rc = stead__objstore_turn_end(a->store, code == 0, &ws);
+  if (code == 0 && rc != 0) {
+    code = rc == STEAD_ECANCELED ? STEAD_ESTORAGE : rc;
+    snprintf(why, why_len, "%s",
+             rc == STEAD_ECANCELED
+                 ? "an earlier commit of this object failed during the turn"
+                 : stead_errmsg());
+    atomic_store(&a->state_stale, true);
+  }
+  if (code == 0 && ctx.deferring)
+    register_deferral(&ctx, m);
+  else if (code)
+    free(ctx.deferring);
+  if (code == 0 && (ws || atomic_load(&a->commits_pending) > 0)) {
+    rc = gate(&ctx, m, ws);
+    if (rc) {
+      code = rc;
+      snprintf(why, why_len, "%s", stead_errmsg());
+      if (ctx.deferring) /* registered above; the turn failed after all */
+        deferred_finish(rt, a, ctx.deferring, rc, why, 0);
+    }
+  } else if (code == 0) {
+    release_list(rt, a, ctx.out_head);
+    ctx.out_head = ctx.out_tail = NULL;
+    if (ctx.can_reply)
+      answer(m, 0, ctx.reply.data, ctx.reply.len, NULL);
+  }
+  stead__wset_unref(ws);
+  if (code) {
+    stead__counter_add(&rt->m.turns_failed, 1);
+    if (!m || m->kind != STEAD__MSG_CALL)
+      stead__log(rt, STEAD_LOG_WARN, "turn of %s/%s failed: %s", a->crec->cls->name,
+                 a->id, why);
+    answer(m, code, NULL, 0, why);
+  }
+  ctx_done(&ctx);
+  return code;
+}
+
+static int body_method(stead_ctx *ctx, stead__msg *m) {
+  if (m->kind == STEAD__MSG_CONT) {
+    stead_result res = {m->status, m->status == 0 ? m->payload : NULL,
+                        m->status == 0 ? m->len : 0, m->errmsg};
+    return m->then(ctx, &res, m->then_udata);
+  }
+  return m->method->fn(ctx, m->payload, m->len);
+}
+
+static int body_activate(stead_ctx *ctx, stead__msg *m) {
+  return ctx->act->crec->cls->on_activate(ctx);
+}
+
+static int body_deactivate(stead_ctx *ctx, stead__msg *m) {
+  return ctx->act->crec->cls->on_deactivate(ctx);
 }
 
 static int activate(stead_rt *rt, stead__act *a, stead__msg *m) {
   const stead_class *cls = a->crec->cls;
-  if (cls->state_size && !(a->state = calloc(1, cls->state_size))) {
-    answer(m, STEAD_ENOMEM, NULL, 0, "out of memory allocating object state");
-    return STEAD_ENOMEM;
+  char why[1200];
+  int rc = stead__store_activate(rt, a);
+  if (rc) {
+    snprintf(why, sizeof why, "cannot activate %s/%s: %s", cls->name, a->id,
+             stead_errmsg());
+    stead__store_deactivate(rt, a);
+    stead__counter_add(&rt->m.activate_failed, 1);
+    stead__log(rt, STEAD_LOG_WARN, "%s", why);
+    answer(m, rc, NULL, 0, why);
+    return rc;
   }
   if (cls->on_activate) {
-    stead_ctx ctx;
-    ctx_init(&ctx, rt, a, NULL);
-    int rc = cls->on_activate(&ctx);
-    if (rc != 0 || ctx.failed) {
-      char why[1100];
+    /* The hook's failure answers the waking message, not the hook. */
+    char hwhy[1024];
+    rc = run_body(rt, a, NULL, body_activate, hwhy, sizeof hwhy);
+    if (rc) {
       snprintf(why, sizeof why, "on_activate of %s/%s failed: %s", cls->name, a->id,
-               ctx.failed ? ctx.errmsg : "returned non-zero");
-      ctx_done(&ctx);
-      free(a->state);
-      a->state = NULL;
+               hwhy);
+      stead__store_deactivate(rt, a);
       stead__counter_add(&rt->m.activate_failed, 1);
-      stead__log(rt, STEAD_LOG_WARN, "%s", why);
-      answer(m, STEAD_EHANDLER, NULL, 0, why);
-      return STEAD_EHANDLER;
+      answer(m, rc, NULL, 0, why);
+      return rc;
     }
-    release_outbox(&ctx);
-    ctx_done(&ctx);
   }
   atomic_store(&a->activated, true);
   a->hibernated = false;
@@ -420,70 +629,26 @@ static int activate(stead_rt *rt, stead__act *a, stead__msg *m) {
 }
 
 static void run_user_turn(stead_rt *rt, stead__act *a, stead__msg *m) {
-  stead_ctx ctx;
-  ctx_init(&ctx, rt, a, m);
-  /* Coarse clock: slow-turn detection needs milliseconds, and a precise
-   * read per turn is measurable on virtual machines. */
-  int64_t t0 = stead__coarse_mono_ms();
-  int rc;
-  if (m->kind == STEAD__MSG_CONT) {
-    stead_result res = {m->status, m->status == 0 ? m->payload : NULL,
-                        m->status == 0 ? m->len : 0, m->errmsg};
-    rc = m->then(&ctx, &res, m->then_udata);
-  } else {
-    rc = m->method->fn(&ctx, m->payload, m->len);
-  }
-  int64_t dt = stead__coarse_mono_ms() - t0;
-  stead__counter_add(&rt->m.turns, 1);
-  if (dt > (int64_t)rt->cfg.slow_turn_ms) {
-    stead__counter_add(&rt->m.turns_slow, 1);
-    stead__log(rt, STEAD_LOG_WARN, "slow turn: %s/%s took %lld ms", a->crec->cls->name,
-               a->id, (long long)dt);
-  }
-  if (rc != 0 || ctx.failed) {
-    stead__counter_add(&rt->m.turns_failed, 1);
-    const char *why = ctx.failed ? ctx.errmsg : "handler returned an error";
-    if (m->kind != STEAD__MSG_CALL)
-      stead__log(rt, STEAD_LOG_WARN, "turn of %s/%s failed: %s", a->crec->cls->name,
-                 a->id, why);
-    /* A deferral taken in a failed turn is undone: the call fails. */
-    free(ctx.deferring);
-    answer(m, STEAD_EHANDLER, NULL, 0, why);
-    ctx_done(&ctx);
+  char why[1024];
+  if (atomic_load(&a->state_stale) && stead__store_reload_state(rt, a) != 0) {
+    snprintf(why, sizeof why, "reloading the state of %s/%s: %s", a->crec->cls->name,
+             a->id, stead_errmsg());
+    atomic_store(&a->state_stale, true);
+    answer(m, STEAD_ESTORAGE, NULL, 0, why);
     return;
   }
-  /* A deferral that survived the turn joins the activation's open list
-   * and takes over the message's reference to the call. */
-  if (ctx.deferring) {
-    stead_deferred *d = ctx.deferring;
-    d->call = m->call;
-    m->call = NULL;
-    d->next = a->deferred;
-    a->deferred = d;
-    atomic_fetch_add(&a->pins, 1);
-  }
-  release_outbox(&ctx);
-  if (ctx.can_reply)
-    answer(m, 0, ctx.reply.data, ctx.reply.len, NULL);
-  ctx_done(&ctx);
+  run_body(rt, a, m, body_method, why, sizeof why);
 }
 
-/* Runs on_deactivate and drops the activation's memory. */
+/* Runs on_deactivate, waits for the object's commits, and drops its
+ * memory. */
 static void deactivate(stead_rt *rt, stead__act *a) {
   const stead_class *cls = a->crec->cls;
   if (cls->on_deactivate) {
-    stead_ctx ctx;
-    ctx_init(&ctx, rt, a, NULL);
-    int rc = cls->on_deactivate(&ctx);
-    if (rc != 0 || ctx.failed)
-      stead__log(rt, STEAD_LOG_WARN, "on_deactivate of %s/%s failed: %s", cls->name,
-                 a->id, ctx.failed ? ctx.errmsg : "returned non-zero");
-    else
-      release_outbox(&ctx);
-    ctx_done(&ctx);
+    char why[1024];
+    run_body(rt, a, NULL, body_deactivate, why, sizeof why);
   }
-  free(a->state);
-  a->state = NULL;
+  stead__store_deactivate(rt, a);
   atomic_store(&a->activated, false);
   stead__counter_add(&rt->m.deactivations_total, 1);
 }
@@ -512,6 +677,8 @@ static bool run_system(stead_rt *rt, stead__act *a, stead__msg *m) {
   if (m->kind == STEAD__MSG_HIBERNATE) {
     if (atomic_load(&a->activated) && !a->hibernated) {
       a->hibernated = true;
+      if (a->store)
+        stead__objstore_hibernate(a->store);
       stead__counter_add(&rt->m.hibernations_total, 1);
     }
     return false;
@@ -531,9 +698,8 @@ static bool run_turn(stead_rt *rt, stead__act *a, stead__msg *m) {
     return run_system(rt, a, m);
   if (m->kind == STEAD__MSG_CALL && m->call && atomic_load(&m->call->done))
     return false; /* the caller gave up (deadline); do not run it */
-  if (!atomic_load(&a->activated) && activate(rt, a, m) != 0)
-    return false;
-  run_user_turn(rt, a, m);
+  if (atomic_load(&a->activated) || activate(rt, a, m) == 0)
+    run_user_turn(rt, a, m);
   if (m->kind == STEAD__MSG_CONT)
     atomic_fetch_sub(&a->pins, 1);
   return false;
