@@ -159,10 +159,8 @@ static void default_node_id(char *buf, size_t cap) {
     buf[STEAD__MAX_NAME] = '\0';
 }
 
-/* Opens the runtime on the storage the options ask for. The default
- * (sqlite, not asked for explicitly) falls back to memory with a warning
- * while this build has no sqlite backend, so `make run` works; an explicit
- * --storage that cannot be honoured is an error. */
+/* Opens the runtime on the storage the options ask for: "sqlite" (the
+ * default) is one database file in the data directory. */
 static int open_runtime(const stead__serve_opts *o, stead__logger *lg, stead_rt **rt,
                         const char **storage_used) {
   stead_config cfg;
@@ -172,26 +170,17 @@ static int open_runtime(const stead__serve_opts *o, stead__logger *lg, stead_rt 
   cfg.log = stead__log_sink;
   cfg.log_udata = lg;
   cfg.log_level = o->log_level;
+  cfg.durability =
+      strcmp(o->durability, "normal") == 0 ? STEAD_DURABILITY_NORMAL : STEAD_DURABILITY_FULL;
   char sqlite[4200];
   snprintf(sqlite, sizeof sqlite, "sqlite:%s/stead.db", o->data);
   int is_sqlite = strcmp(o->storage, "sqlite") == 0;
   cfg.storage = is_sqlite ? sqlite : "memory";
   int rc = stead_open(&cfg, rt);
-  if (rc == STEAD_ENOTSUP && is_sqlite && !o->storage_explicit) {
-    stead__logf(lg, STEAD_LOG_WARN,
-                "sqlite storage is not available in this build yet; using memory storage "
-                "(object data is lost at exit)");
-    cfg.storage = "memory";
-    rc = stead_open(&cfg, rt);
-  }
-  if (rc < 0) {
-    if (rc == STEAD_ENOTSUP)
-      return fail(-1, "--storage %s: not available in this build yet (%s)", o->storage,
-                  stead_errmsg());
-    return fail(-1, "cannot start the runtime: %s: %s", stead_errname(rc),
-                stead_errmsg());
-  }
-  *storage_used = strcmp(cfg.storage, "memory") == 0 ? "memory" : "sqlite";
+  if (rc < 0)
+    return fail(-1, "cannot start the runtime on %s storage: %s: %s", o->storage,
+                stead_errname(rc), stead_errmsg());
+  *storage_used = is_sqlite ? "sqlite" : "memory";
   return 0;
 }
 
