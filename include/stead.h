@@ -242,6 +242,10 @@ typedef struct stead_class {
    * commit when it changed, rolled back when the turn fails. When set,
    * state_size must be 0 or schema->size. */
   const struct stead_schema *state_schema;
+  /* Optional: an event from the bus matching one of the object's
+   * subscriptions (stead_subscribe), run as a turn. `topic` and `payload`
+   * are valid during the call. */
+  int (*on_event)(stead_ctx *ctx, const char *topic, const void *payload, size_t len);
   /* Drop the activation's caches after this long idle. 0: never. */
   int64_t hibernate_after_ms;
   /* Deactivate after this long idle. 0: never (only LRU or close). */
@@ -315,6 +319,10 @@ int stead_send(stead_rt *rt, const char *cls, const char *id, const char *method
  * turn. */
 const char *stead_class_name(stead_ctx *ctx);
 const char *stead_object_id(stead_ctx *ctx);
+
+/* The name of the method this turn runs; NULL in lifecycle hooks,
+ * continuations and events. Owned by the class; valid during the turn. */
+const char *stead_method_name(stead_ctx *ctx);
 
 /* The activation's state struct (state_schema) or its state_size bytes of
  * memory; NULL if the class has neither. */

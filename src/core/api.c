@@ -237,3 +237,31 @@ out:
   api_leave(rt);
   return rc;
 }
+
+int stead__deliver_event(stead_rt *rt, const char *cls, const char *id, const char *topic,
+                         const void *payload, size_t len) {
+  int rc = api_enter(rt);
+  if (rc)
+    return rc;
+  const stead__class_rec *crec = NULL;
+  if ((rc = resolve(rt, cls, id, NULL, len, payload, &crec, NULL)) != 0)
+    goto out;
+  if (!crec->cls->on_event) {
+    rc = stead__err(STEAD_ENOTSUP, "class \"%s\" has no on_event hook", cls);
+    goto out;
+  }
+  stead__msg *m = stead__msg_new(STEAD__MSG_EVENT, payload, len);
+  char *t = topic ? stead__strdup(topic) : NULL;
+  if (!m || !t) {
+    free(t);
+    stead__msg_free(m);
+    rc = stead__err(STEAD_ENOMEM, "out of memory");
+    goto out;
+  }
+  m->topic = t;
+  if ((rc = stead__enqueue(rt, crec, id, strlen(id), m, false)) != 0)
+    stead__msg_free(m);
+out:
+  api_leave(rt);
+  return rc;
+}

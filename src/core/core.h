@@ -19,6 +19,7 @@
 #ifndef STEAD_CORE_H
 #define STEAD_CORE_H
 
+#include "core/seam.h"
 #include "stead.h"
 #include "storage/backend.h"
 #include "storage/committer.h"
@@ -113,6 +114,7 @@ typedef enum stead__msg_kind {
   STEAD__MSG_CALL = 1, /* method call with a completion */
   STEAD__MSG_SEND,     /* one-way method call */
   STEAD__MSG_CONT,     /* continuation of a call made from a turn */
+  STEAD__MSG_EVENT,    /* a bus event for an object's on_event */
   STEAD__MSG_HIBERNATE,
   STEAD__MSG_DEACTIVATE,
 } stead__msg_kind;
@@ -134,6 +136,8 @@ struct stead__msg {
   void *then_udata;
   int status;
   char *errmsg;
+  /* EVENT: the topic (owned). */
+  char *topic;
   /* DEACTIVATE requested by stead_deactivate: signalled when done. */
   stead__waiter *waiter;
   size_t len;
@@ -239,6 +243,9 @@ struct stead_rt {
   atomic_bool closing;
 
   stead__metrics_core m;
+
+  /* per-module state (seam.h) */
+  void *slots[STEAD__SLOTS];
 
   /* storage */
   stead__backend *backend;

@@ -486,7 +486,13 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
     rt_free(rt);
     return rc;
   }
+  if ((rc = stead__bus_rt_open(rt)) != 0) {
+    stead__store_close(rt);
+    rt_free(rt);
+    return rc;
+  }
   if ((rc = stead__timerq_init(&rt->timers, rt)) != 0) {
+    stead__bus_rt_close(rt);
     stead__store_close(rt);
     rt_free(rt);
     return rc;
@@ -495,6 +501,7 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
     if (pthread_create(&rt->workers[i], NULL, worker_main, rt) != 0) {
       stop_workers(rt);
       stead__timerq_stop(&rt->timers);
+      stead__bus_rt_close(rt);
       stead__store_close(rt);
       rt_free(rt);
       return stead__err(STEAD_EIO, "cannot start worker thread %d", i);
@@ -545,6 +552,10 @@ int stead_close(stead_rt *rt) {
   stead__timer_cancel(&rt->timers, &rt->sweep_timer);
   /* Drain, answer deferred replies, deactivate; on_deactivate hooks may
    * send more messages, so repeat until nothing is left (bounded). */
+  wait_idle(rt);
+  /* The bus goes first: its in-flight events may still become turns,
+   * which the rounds below drain. Emits after this are dropped. */
+  stead__bus_rt_close(rt);
   for (int round = 0; round < 64; round++) {
     wait_idle(rt);
     if (fail_deferred(rt) > 0)
@@ -561,6 +572,10 @@ int stead_close(stead_rt *rt) {
 }
 
 /* ---- queries -------------------------------------------------------- */
+
+void **stead__rt_slot(stead_rt *rt, int which) {
+  return which >= 0 && which < STEAD__SLOTS ? &rt->slots[which] : NULL;
+}
 
 size_t stead_active_count(stead_rt *rt) {
   return rt ? atomic_load(&rt->nacts) : 0;

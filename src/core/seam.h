@@ -12,6 +12,7 @@
 #include "stead.h"
 
 struct stead__objstore;
+struct stead__buf;
 
 /* The object store of the activation running this turn: the storage
  * module's per-activation cache + pending writes. NULL only if ctx is NULL
@@ -20,5 +21,32 @@ struct stead__objstore *stead__ctx_store(stead_ctx *ctx);
 
 /* The runtime that owns ctx. */
 stead_rt *stead__ctx_rt(stead_ctx *ctx);
+
+/* Adds an effect to the turn's outbox: `release(arg)` runs after the turn
+ * commits (in order with its other outputs, possibly on the committer
+ * thread), or `drop(arg)` runs if the turn fails or its commit does.
+ * Exactly one of the two runs, once. Used for transactional emits and the
+ * like. Errors: EINVAL (no turn), ENOMEM (then neither runs). */
+int stead__ctx_effect(stead_ctx *ctx, void (*release)(void *arg), void (*drop)(void *arg),
+                      void *arg);
+
+/* Queues an event for an object: it runs as a turn calling the class's
+ * on_event hook (activating the object if needed). Called from any
+ * thread. Errors: EINVAL, ENOCLASS, ENOTSUP (the class has no on_event),
+ * EOVERLOAD (mailbox full), ECLOSED, ENOMEM. */
+int stead__deliver_event(stead_rt *rt, const char *cls, const char *id, const char *topic,
+                         const void *payload, size_t len);
+
+/* Module hooks the core calls at open, close and metrics time, in this
+ * order: bus. Each module owns its part of the runtime through these. */
+int stead__bus_rt_open(stead_rt *rt);
+void stead__bus_rt_close(stead_rt *rt); /* after the last turn drained */
+int stead__bus_rt_metrics(stead_rt *rt, struct stead__buf *b);
+/* Per-runtime module state slots, owned by the modules. */
+void **stead__rt_slot(stead_rt *rt, int which);
+#define STEAD__SLOT_BUS   0
+#define STEAD__SLOT_ALARM 1
+#define STEAD__SLOT_ES    2
+#define STEAD__SLOTS      8
 
 #endif

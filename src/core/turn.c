@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef enum out_kind { OUT_SEND, OUT_CALL, OUT_DEFERRED } out_kind;
+typedef enum out_kind { OUT_SEND, OUT_CALL, OUT_DEFERRED, OUT_EFFECT } out_kind;
 
 typedef struct out_item {
   struct out_item *next;
@@ -28,6 +28,9 @@ typedef struct out_item {
   void *then_udata;
   int timeout_ms;
   stead_deferred *deferred;
+  void (*release)(void *arg); /* OUT_EFFECT */
+  void (*drop)(void *arg);
+  void *arg;
   int fail_code; /* OUT_DEFERRED: 0 to reply */
   char *id;
   size_t id_len;
@@ -62,6 +65,13 @@ stead_rt *stead__ctx_rt(stead_ctx *ctx) {
 
 const char *stead_class_name(stead_ctx *ctx) {
   return ctx ? ctx->act->crec->cls->name : NULL;
+}
+
+const char *stead_method_name(stead_ctx *ctx) {
+  return ctx && ctx->msg && ctx->msg->method &&
+                 (ctx->msg->kind == STEAD__MSG_CALL || ctx->msg->kind == STEAD__MSG_SEND)
+             ? ctx->msg->method->name
+             : NULL;
 }
 
 const char *stead_object_id(stead_ctx *ctx) {
@@ -116,6 +126,21 @@ static void out_push(stead_ctx *ctx, out_item *o) {
   else
     ctx->out_head = o;
   ctx->out_tail = o;
+}
+
+int stead__ctx_effect(stead_ctx *ctx, void (*release)(void *arg), void (*drop)(void *arg),
+                      void *arg) {
+  if (!ctx || !release || !drop)
+    return stead__err(STEAD_EINVAL, "effect needs a turn, release and drop");
+  out_item *o = calloc(1, sizeof *o);
+  if (!o)
+    return stead__err(STEAD_ENOMEM, "out of memory");
+  o->kind = OUT_EFFECT;
+  o->release = release;
+  o->drop = drop;
+  o->arg = arg;
+  out_push(ctx, o);
+  return 0;
 }
 
 /* Validates an outgoing message and resolves its class and method. */
@@ -354,6 +379,8 @@ static void release_list(stead_rt *rt, stead__act *self, out_item *o) {
       release_send(rt, o);
     else if (o->kind == OUT_CALL)
       release_call(rt, self, o);
+    else if (o->kind == OUT_EFFECT)
+      o->release(o->arg);
     else
       deferred_finish(rt, self, o->deferred, o->fail_code, o->data, o->len);
     out_free(o);
@@ -364,6 +391,8 @@ static void release_list(stead_rt *rt, stead__act *self, out_item *o) {
 static void drop_list(out_item *o) {
   while (o) {
     out_item *next = o->next;
+    if (o->kind == OUT_EFFECT)
+      o->drop(o->arg);
     out_free(o);
     o = next;
   }
@@ -580,6 +609,8 @@ static int run_body(stead_rt *rt, stead__act *a, stead__msg *m, turn_body body, 
 }
 
 static int body_method(stead_ctx *ctx, stead__msg *m) {
+  if (m->kind == STEAD__MSG_EVENT)
+    return ctx->act->crec->cls->on_event(ctx, m->topic, m->payload, m->len);
   if (m->kind == STEAD__MSG_CONT) {
     stead_result res = {m->status, m->status == 0 ? m->payload : NULL,
                         m->status == 0 ? m->len : 0, m->errmsg};
@@ -774,5 +805,6 @@ void stead__msg_free(stead__msg *m) {
     stead__call_unref(m->call);
   }
   free(m->errmsg);
+  free(m->topic);
   free(m);
 }
