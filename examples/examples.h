@@ -14,6 +14,12 @@
  * number) then replies "slept" -- for deadline tests. Static storage. */
 extern const stead_class stead_example_echo;
 
+/* Class "counter": a durable counter in a state struct (count,
+ * last_incremented_at). "increment" takes a JSON integer n (empty body: 1)
+ * and replies the new count; "get" replies the count; "reset" sets it to 0
+ * and replies 0. Replies are JSON integers. */
+extern const stead_class stead_example_counter;
+
 /* Registers every example class on `rt`. 0, or the first failing
  * stead_register's error (EEXIST if one was already registered). */
 int stead_examples_register(stead_rt *rt);
