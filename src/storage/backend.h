@@ -132,6 +132,11 @@ int stead__range_has(const stead__range *r, const void *key, size_t klen);
 typedef int (*stead__kv_cb)(void *u, const void *key, size_t klen, const void *val,
                             size_t vlen);
 typedef int (*stead__alarm_cb)(void *u, const stead__alarm *a);
+/* Called for each key of one namespace across all objects (scan_ns), in
+ * (cls, id, key) order (cls and id compared bytewise, as strings). Same
+ * return protocol as stead__kv_cb; all pointers valid during the call. */
+typedef int (*stead__ns_cb)(void *u, const char *cls, const char *id, const void *key,
+                            size_t klen, const void *val, size_t vlen);
 
 /* Position after which alarms_scan resumes: the last alarm seen. */
 typedef struct stead__alarm_cursor {
@@ -160,6 +165,13 @@ typedef struct stead__backend_vt {
    * after `after` (NULL: from the start), at most `limit` (0: no limit). */
   int (*alarms_scan)(stead__backend *b, const stead__alarm_cursor *after,
                      int64_t until_ms, size_t limit, stead__alarm_cb cb, void *u);
+  /* Every key of namespace `ns` of every object, ordered by (cls, id, key),
+   * from the last committed state. For rare whole-store reads such as
+   * re-registering bus subscriptions (STEAD__NS_SUB) at open; it need not
+   * be fast for big namespaces. The callback must not call the backend
+   * (a backend may hold a lock or a read transaction while it runs).
+   * Returns 0, the callback's negative code, or the backend's error. */
+  int (*scan_ns)(stead__backend *b, uint8_t ns, stead__ns_cb cb, void *u);
   void (*close)(stead__backend *b);
 } stead__backend_vt;
 

@@ -42,6 +42,11 @@ static int f_alarms_scan(stead__backend *b, const stead__alarm_cursor *after,
   return in->vt->alarms_scan(in, after, until_ms, limit, cb, u);
 }
 
+static int f_scan_ns(stead__backend *b, uint8_t ns, stead__ns_cb cb, void *u) {
+  stead__backend *in = ((failbe *)b)->in;
+  return in->vt->scan_ns(in, ns, cb, u);
+}
+
 /* Decrements *n if positive; 1 if it did. */
 static int take(atomic_int *n) {
   int v = atomic_load(n);
@@ -82,6 +87,7 @@ static const stead__backend_vt failbe_vt = {
     .commit = f_commit,
     .alarms_list = f_alarms_list,
     .alarms_scan = f_alarms_scan,
+    .scan_ns = f_scan_ns,
     .close = f_close,
 };
 

@@ -334,6 +334,26 @@ static int mem_alarms_scan(stead__backend *b, const stead__alarm_cursor *after,
   return rc < 0 ? rc : 0;
 }
 
+/* kv keys are "cls\0id\0" ns key, so one namespace across all objects is
+ * not contiguous: walk every key and skip the others (a test backend). */
+static int mem_scan_ns(stead__backend *b, uint8_t ns, stead__ns_cb cb, void *u) {
+  mem *m = (mem *)b;
+  int rc = 0;
+  pthread_mutex_lock(&m->mu);
+  for (stead__onode *n = stead__omap_seek(&m->kv, NULL, 0, STEAD__SEEK_GE); n && !rc;
+       n = stead__omap_seek(&m->kv, n->key, n->klen, STEAD__SEEK_GT)) {
+    const char *cls = (const char *)n->key;
+    size_t cl = strlen(cls);
+    const char *id = cls + cl + 1;
+    size_t off = cl + 1 + strlen(id) + 1; /* the ns byte */
+    if (n->key[off] != ns)
+      continue;
+    rc = cb(u, cls, id, n->key + off + 1, n->klen - off - 1, n->val, n->vlen);
+  }
+  pthread_mutex_unlock(&m->mu);
+  return rc < 0 ? rc : 0;
+}
+
 static void mem_close(stead__backend *b) {
   mem *m = (mem *)b;
   stead__omap_clear(&m->kv);
@@ -350,6 +370,7 @@ static const stead__backend_vt mem_vt = {
     .commit = mem_commit,
     .alarms_list = mem_alarms_list,
     .alarms_scan = mem_alarms_scan,
+    .scan_ns = mem_scan_ns,
     .close = mem_close,
 };
 

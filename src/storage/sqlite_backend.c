@@ -35,7 +35,12 @@ static const char *const migrations[] = {
     " at INTEGER NOT NULL, attempt INTEGER NOT NULL, meta BLOB NOT NULL,"
     " PRIMARY KEY(cls, id, name)) WITHOUT ROWID;"
     "CREATE INDEX alarms_by_time ON alarms(at, cls, id, name);",
+    /* v2: bus subscriptions are read across all objects at open (scan_ns);
+     * a partial index keeps that off a full scan without taxing writes to
+     * the other namespaces. */
+    "CREATE INDEX kv_subs ON kv(ns, cls, id, k) WHERE ns = 2;",
 };
+_Static_assert(STEAD__NS_SUB == 2, "the kv_subs index (schema v2) is for STEAD__NS_SUB");
 #define SCHEMA_VERSION ((int)(sizeof migrations / sizeof migrations[0]))
 
 /* List statement variants: lower bound (none, >=, >) x upper (none, <) x
@@ -297,6 +302,46 @@ static int sq_list(stead__backend *b, const char *cls, const char *id, uint8_t n
   return rc < 0 ? rc : 0;
 }
 
+static int sq_scan_ns(stead__backend *b, uint8_t ns, stead__ns_cb cb, void *u) {
+  sq *s = (sq *)b;
+  conn *c;
+  int rc = reader_get(s, &c);
+  if (rc)
+    return rc;
+  /* The namespace is a literal, not a parameter, so the planner can use a
+   * partial index for it (kv_subs). Rare call: prepared each time. */
+  char sql[128];
+  snprintf(sql, sizeof sql,
+           "SELECT cls, id, k, v FROM kv WHERE ns = %d ORDER BY cls, id, k", (int)ns);
+  sqlite3_stmt *st;
+  int x = sqlite3_prepare_v2(c->db, sql, -1, &st, NULL);
+  if (x != SQLITE_OK) {
+    rc = sqerr(c->db, x, "prepare", s->path);
+    reader_put(s, c);
+    return rc;
+  }
+  while ((x = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *cls = (const char *)sqlite3_column_text(st, 0);
+    const char *id = (const char *)sqlite3_column_text(st, 1);
+    const void *k = sqlite3_column_blob(st, 2);
+    size_t kl = (size_t)sqlite3_column_bytes(st, 2);
+    const void *v = sqlite3_column_blob(st, 3);
+    size_t vl = (size_t)sqlite3_column_bytes(st, 3);
+    if (!cls || !id) {
+      rc = stead__err(STEAD_ENOMEM, "sqlite scan (%s): out of memory", s->path);
+      break;
+    }
+    rc = cb(u, cls, id, k, kl, v, vl);
+    if (rc)
+      break;
+  }
+  if (!rc && x != SQLITE_DONE)
+    rc = sqerr(c->db, x, "scan namespace", s->path);
+  sqlite3_finalize(st);
+  reader_put(s, c);
+  return rc < 0 ? rc : 0;
+}
+
 static int sq_alarms_list(stead__backend *b, const char *cls, const char *id,
                           stead__alarm_cb cb, void *u) {
   sq *s = (sq *)b;
@@ -478,6 +523,7 @@ static const stead__backend_vt sq_vt = {
     .commit = sq_commit,
     .alarms_list = sq_alarms_list,
     .alarms_scan = sq_alarms_scan,
+    .scan_ns = sq_scan_ns,
     .close = sq_close,
 };
 

@@ -58,6 +58,11 @@ static int t_alarms_scan(stead__backend *b, const stead__alarm_cursor *after,
   return in->vt->alarms_scan(in, after, until_ms, limit, cb, u);
 }
 
+static int t_scan_ns(stead__backend *b, uint8_t ns, stead__ns_cb cb, void *u) {
+  stead__backend *in = ((telbe *)b)->in;
+  return in->vt->scan_ns(in, ns, cb, u);
+}
+
 /* A set that only removes things is a delete, not a save. */
 static stead__tel_op set_op(const stead__wset *ws) {
   for (stead__onode *e = stead__omap_seek(&ws->kv, NULL, 0, STEAD__SEEK_GE); e;
@@ -99,6 +104,7 @@ static const stead__backend_vt tel_vt = {
     .commit = t_commit,
     .alarms_list = t_alarms_list,
     .alarms_scan = t_alarms_scan,
+    .scan_ns = t_scan_ns,
     .close = t_close,
 };
 

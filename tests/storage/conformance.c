@@ -330,6 +330,75 @@ static void test_namespaces_and_objects_isolated(void **state) {
   free(g);
 }
 
+typedef struct scan_out {
+  char s[1024];
+  int n, stop_after, fail_at;
+} scan_out;
+
+static int scan_cb(void *u, const char *cls, const char *id, const void *k, size_t kl,
+                   const void *v, size_t vl) {
+  scan_out *o = u;
+  size_t len = strlen(o->s);
+  snprintf(o->s + len, sizeof o->s - len, "%s%s/%s/", len ? "," : "", cls, id);
+  len = strlen(o->s);
+  for (size_t i = 0; i < kl && len + 4 < sizeof o->s; i++) {
+    unsigned char c = ((const unsigned char *)k)[i];
+    if (c >= 32 && c < 127)
+      o->s[len++] = (char)c;
+    else
+      len += (size_t)snprintf(o->s + len, sizeof o->s - len, "\\%02x", c);
+    o->s[len] = 0;
+  }
+  snprintf(o->s + len, sizeof o->s - len, "=%.*s", (int)vl, (const char *)v);
+  o->n++;
+  if (o->fail_at && o->n == o->fail_at)
+    return STEAD_EIO;
+  return o->stop_after && o->n == o->stop_after ? 1 : 0;
+}
+
+/* scan_ns: one namespace across every object, ordered by (cls, id, key);
+ * other namespaces, deleted keys and cleared namespaces are not seen. */
+static void test_scan_ns(void **state) {
+  stead__backend *b = B(state);
+  scan_out o = {.n = 0};
+  assert_int_equal(b->vt->scan_ns(b, STEAD__NS_SUB, scan_cb, &o), 0);
+  assert_int_equal(o.n, 0);
+  th_put(b, "c2", "o", STEAD__NS_SUB, "p", "2");
+  th_put(b, "c", "ob", STEAD__NS_SUB, "x", "3");
+  th_put(b, "c", "o", STEAD__NS_SUB, "b.*", "1");
+  th_put(b, "c", "o", STEAD__NS_SUB, "a.**", "0");
+  th_put(b, "c", "o", 0, "a.user", "no");
+  th_put(b, "c", "o", STEAD__NS_JOURNAL, "j", "no");
+  th_put(b, "c", "gone", STEAD__NS_SUB, "k", "no");
+  th_put(b, "c", "cleared", STEAD__NS_SUB, "k", "no");
+  stead__wset *ws = stead__wset_new("c", "gone");
+  assert_int_equal(stead__wset_del(ws, STEAD__NS_SUB, "k", 1), 0);
+  assert_int_equal(b->vt->commit(b, &ws, 1), 0);
+  stead__wset_unref(ws);
+  ws = stead__wset_new("c", "cleared");
+  stead__wset_delete_all(ws, STEAD__NS_SUB);
+  assert_int_equal(b->vt->commit(b, &ws, 1), 0);
+  stead__wset_unref(ws);
+  /* A binary key with an embedded NUL and a high byte. */
+  ws = stead__wset_new("a", "z");
+  assert_int_equal(stead__wset_put(ws, STEAD__NS_SUB, "k\0\xff", 3, "", 0), 0);
+  assert_int_equal(b->vt->commit(b, &ws, 1), 0);
+  stead__wset_unref(ws);
+  o = (scan_out){.n = 0};
+  assert_int_equal(b->vt->scan_ns(b, STEAD__NS_SUB, scan_cb, &o), 0);
+  assert_string_equal(o.s, "a/z/k\\00\\ff=,c/o/a.**=0,c/o/b.*=1,c/ob/x=3,c2/o/p=2");
+  o = (scan_out){.n = 0};
+  assert_int_equal(b->vt->scan_ns(b, STEAD__NS_JOURNAL, scan_cb, &o), 0);
+  assert_string_equal(o.s, "c/o/j=no");
+  /* 1 stops quietly; a negative code stops and is returned. */
+  o = (scan_out){.stop_after = 2};
+  assert_int_equal(b->vt->scan_ns(b, STEAD__NS_SUB, scan_cb, &o), 0);
+  assert_int_equal(o.n, 2);
+  o = (scan_out){.fail_at = 3};
+  assert_int_equal(b->vt->scan_ns(b, STEAD__NS_SUB, scan_cb, &o), STEAD_EIO);
+  assert_int_equal(o.n, 3);
+}
+
 typedef struct alarms_out {
   char s[2048];
   stead__alarm_cursor last;
@@ -519,7 +588,7 @@ static void test_spec_parsing(void **state) {
       T(test_batch_many_objects, f), T(test_list_ranges, f),                             \
       T(test_list_prefix_all_ff, f), T(test_list_callback_stop, f),                      \
       T(test_delete_all_then_put, f), T(test_namespaces_and_objects_isolated, f),        \
-      T(test_alarms_order_and_paging, f), T(test_reopen, f)
+      T(test_alarms_order_and_paging, f), T(test_scan_ns, f), T(test_reopen, f)
 
 int main(void) {
   int fails = 0;
