@@ -124,7 +124,7 @@ struct stead__alarms {
   uint64_t *owned;
   size_t owned_words;
 
-  stead__counter fired, refused, retried, dead, pages, rows, page_errors;
+  stead__counter fired, refused, retried, dead, pages, rows, page_errors, replayed;
   uint64_t peak;
   stead__hist lateness;
 };
@@ -698,8 +698,10 @@ static int load_page(stead__alarms *s, int64_t now) {
     }
     for (row *r = c.head; r && !rc; r = r->next)
       rc = owned(s, r->shard) ? apply_row(s, r, 1) : 0;
-    for (row *r = log; r && !rc; r = r->next)
+    for (row *r = log; r && !rc; r = r->next) {
       rc = apply_row(s, r, 0);
+      stead__counter_add(&s->replayed, 1);
+    }
     if (rc)
       reset_window(s);
   }
@@ -1197,6 +1199,7 @@ void stead__alarms_stats(stead__alarms *s, stead__alarm_stats *out) {
   out->pages_loaded = stead__counter_get(&s->pages);
   out->rows_loaded = stead__counter_get(&s->rows);
   out->page_errors = stead__counter_get(&s->page_errors);
+  out->replayed = stead__counter_get(&s->replayed);
   out->lateness = &s->lateness;
 }
 

@@ -156,6 +156,7 @@ typedef struct stead__alarm_stats {
   uint64_t pages_loaded;  /* backend scans */
   uint64_t rows_loaded;   /* alarms read by those scans */
   uint64_t page_errors;   /* failed scans (retried after a second) */
+  uint64_t replayed;      /* notifications that raced a scan, replayed */
   /* Due time to fire callback, in seconds (stead__latency_bounds). Owned
    * by the scheduler, valid until stead__alarms_stop. */
   const stead__hist *lateness;
