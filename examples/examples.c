@@ -16,5 +16,12 @@ int stead_examples_register(stead_rt *rt) {
     if (rc < 0)
       return rc;
   }
+  /* Event-sourced classes (stead_register_program). */
+  static const stead_es_class *const programs[] = {&stead_example_account};
+  for (size_t i = 0; i < sizeof programs / sizeof programs[0]; i++) {
+    int rc = stead_register_program(rt, programs[i]);
+    if (rc < 0)
+      return rc;
+  }
   return 0;
 }

@@ -20,6 +20,14 @@ extern const stead_class stead_example_echo;
  * and replies 0. Replies are JSON integers. */
 extern const stead_class stead_example_counter;
 
+/* Class "account": an event-sourced bank account (account.c). "deposit" n
+ * and "withdraw" n (JSON integer > 0) reply the new balance; a withdrawal
+ * below zero fails with "insufficient funds: balance B, withdraw N" and is
+ * not journaled. Queries: "balance" (JSON integer), "history" (JSON array
+ * of the last 16 {"op","amount","balance"}, oldest first). Registered with
+ * stead_register_program. */
+extern const stead_es_class stead_example_account;
+
 /* Registers every example class on `rt`. 0, or the first failing
  * stead_register's error (EEXIST if one was already registered). */
 int stead_examples_register(stead_rt *rt);

@@ -1292,6 +1292,222 @@ typedef struct stead_list_opts {
  * set), ESTORAGE, ENOMEM, EMISUSE. */
 int stead_list(stead_ctx *ctx, const stead_list_opts *opts, stead_kv **out, size_t *n);
 
+/* ======================================================================
+ * Event-sourced objects
+ *
+ * A class given as a stead_program (see "Loop") instead of handlers. The
+ * runtime keeps one model per activation and, for each call:
+ *   - builds the message: the method name, a NUL byte, then the payload
+ *     ("deposit\0" "50"); stead_es_split takes it apart;
+ *   - passes it to update, which changes the model and may reply with
+ *     stead_es_reply, add commands with stead_cmd, or reject the message
+ *     (return non-zero, best with stead_es_reject): the call then fails
+ *     with STEAD_EHANDLER and the rejection's message, and nothing is
+ *     journaled;
+ *   - appends an accepted message to the object's journal in the turn's
+ *     commit (and every `snapshot_every` messages a snapshot of the model,
+ *     encoded by the program, pruning what the oldest kept snapshot makes
+ *     unnecessary). The reply is released once that commit is durable;
+ *   - after the commit, runs each command as a later turn of the object
+ *     (program.run, on a worker); messages it dispatches (same format:
+ *     method NUL payload) are sent to the object itself when that turn
+ *     ends, and become messages like any call's.
+ * Activation loads the newest snapshot (decode) or runs init, then
+ * replays the journal after it with commands skipped. Methods listed as
+ * `queries` also go through update, but are never journaled: they must
+ * not change the model.
+ *
+ * Contract of the program: update is deterministic (same model, same
+ * message -> same model), since replay must rebuild what the live object
+ * had. A model changed by a message that then failed (rejected, or its
+ * commit failed) is rebuilt from storage before the object's next turn,
+ * so update may reject after changing the model. init's commands, and
+ * commands met during replay, never run. Commands run at most once: a
+ * crash or stead_close between the commit and the command's turn loses
+ * it (stead_es_stats counts those dropped).
+ *
+ * A snapshot the program cannot decode, a journal record that is
+ * damaged, or one that update rejects on replay, fails the activation of
+ * that object (only) with STEAD_ECORRUPT and a message naming the record.
+ * See docs/event-sourcing.md.
+ * ====================================================================== */
+
+/* An event-sourced class. The struct and everything it points to must
+ * stay valid and unchanged until the runtime is closed (a static
+ * definition is the usual way). */
+typedef struct stead_es_class {
+  const char *name; /* unique class name, 1..128 bytes of [A-Za-z0-9_.-] */
+  /* The program. update, encode and decode are required; init (NULL: the
+   * model starts zeroed), run (NULL: commands are dropped) and view
+   * (called after each update) are optional. Its udata is passed to every
+   * callback. */
+  stead_program program;
+  /* Methods whose messages are journaled: NULL-terminated, non-empty. */
+  const char *const *methods;
+  /* Read-only methods (optional, NULL-terminated): update runs, the reply
+   * is returned, nothing is journaled. */
+  const char *const *queries;
+  /* Bytes of the model (1..64 MiB), zeroed before init or decode; the
+   * runtime owns this memory. */
+  size_t model_size;
+  /* Optional: frees what the model points to (before the memory is
+   * dropped or rebuilt). */
+  void (*model_release)(void *model, void *udata);
+  /* Version of the program's snapshot encoding, stored with each
+   * snapshot. A snapshot of an older version is given to decode_old (if
+   * NULL: ECORRUPT); of a newer version: ECORRUPT. */
+  uint32_t model_version;
+  int (*decode_old)(void *model, uint32_t version, const void *data, size_t len,
+                    void *udata);
+  /* Snapshot after this many journaled messages. 0: 100. */
+  uint32_t snapshot_every;
+  /* Snapshots kept; journal entries up to the oldest kept one are deleted
+   * (so the journal holds (keep-1)*N .. keep*N entries). 0: 2. */
+  uint32_t keep_snapshots;
+  /* As in stead_class: hibernate / deactivate after this long idle. */
+  int64_t hibernate_after_ms;
+  int64_t shutdown_after_ms;
+} stead_es_class;
+
+/* Registers an event-sourced class: an ordinary class of that name whose
+ * methods are `methods` and `queries`. Errors: EINVAL (bad name, NULL
+ * program callbacks, no methods, bad or duplicate method name, bad
+ * model_size), EEXIST (a class of that name exists), ECLOSED, ENOMEM.
+ * Thread-safe. */
+int stead_register_program(stead_rt *rt, const stead_es_class *c);
+
+/* Inside update of an event-sourced object: sets the call's reply (bytes
+ * copied; calling again replaces it). Ignored during replay. Errors:
+ * EMISUSE (cmds does not belong to an event-sourced object's update --
+ * e.g. the standalone loop), EINVAL, ENOMEM. */
+int stead_es_reply(stead_cmds *cmds, const void *data, size_t len);
+
+/* Inside update: records why the message is rejected (printf-style, at
+ * most 1 KiB kept) and returns STEAD_EHANDLER, for
+ * `return stead_es_reject(cmds, "insufficient funds: ...")`. The caller
+ * receives STEAD_EHANDLER with this message. In the standalone loop it
+ * only returns STEAD_EHANDLER. */
+int stead_es_reject(stead_cmds *cmds, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Splits a message (method NUL payload). On 0, *method points to the
+ * NUL-terminated method name inside msg, *payload / *plen to the rest
+ * (payload may be NULL when plen is 0). Errors: EINVAL (NULL, or no NUL
+ * byte). Pure. */
+int stead_es_split(const void *msg, size_t len, const char **method, const void **payload,
+                   size_t *plen);
+
+/* Inside run: dispatches `method` with `payload` to the object itself
+ * (builds the message and calls stead_dispatch). Errors: as
+ * stead_dispatch, EINVAL (bad method). */
+int stead_es_dispatch(stead_dispatcher *d, const char *method, const void *payload,
+                      size_t len);
+
+/* Counters of an event-sourced class since registration. */
+typedef struct stead_es_stats {
+  uint64_t journaled;        /* messages appended to journals */
+  uint64_t rejected;         /* messages update rejected */
+  uint64_t snapshots;        /* snapshots written */
+  uint64_t replayed;         /* journal entries replayed at activation */
+  uint64_t rebuilds;         /* models rebuilt after a failed turn */
+  uint64_t commands_run;     /* commands whose run returned 0 */
+  uint64_t commands_failed;  /* commands whose run failed */
+  uint64_t commands_dropped; /* commands lost (runtime closing, full mailbox) */
+} stead_es_stats;
+
+/* Copies the counters of event-sourced class `cls` into *out. Errors:
+ * EINVAL, ENOCLASS (no event-sourced class of that name). Thread-safe. */
+int stead_es_get_stats(stead_rt *rt, const char *cls, stead_es_stats *out);
+
+/* ======================================================================
+ * Events in the runtime
+ *
+ * Every runtime owns an event bus (the "Event bus" section): one worker,
+ * so events run in the order they were accepted, and a queue of 65,536
+ * events. Turns publish on it transactionally, objects subscribe to it,
+ * and code outside the runtime may listen and emit (the server's SSE
+ * stream and POST /v1/events do).
+ *
+ * Transactional emit: stead_emit inside a turn only records the event. It
+ * is published after the turn's commit is durable (the output gate), in
+ * commit order, or not at all if the handler fails or the commit does.
+ * Events emitted by one object therefore reach each listener in emit
+ * order.
+ *
+ * Object subscriptions: stead_subscribe stores the pattern with the object
+ * (committed with the turn) and, once committed, registers a listener
+ * that turns each matching event into a turn of the object calling its
+ * class's on_event hook, activating the object if needed. Stored
+ * subscriptions are registered again by stead_open, so they survive
+ * restarts; classes should be registered right after stead_open (events
+ * for a class not yet registered are dropped and counted).
+ *
+ * Delivery to an object is at most once per subscription per process: an
+ * event finding the object's mailbox full (mailbox_limit) is dropped,
+ * counted in the metric stead_bus_object_events_total{outcome=
+ * "dropped_full"} and logged (a warning at most once a second, with the
+ * number dropped since the last one); events still queued when the
+ * runtime closes or the process dies are lost. An object subscribed by
+ * two patterns that both match an event gets it twice. See docs/bus.md.
+ * ====================================================================== */
+
+/* Most subscriptions one object may hold. */
+#define STEAD_MAX_SUBSCRIPTIONS 1024
+
+/* The runtime's bus, owned by the runtime and valid until stead_close
+ * starts (which frees it after draining its events); NULL if rt is NULL.
+ * Use it to listen (stead_bus_on) from outside objects; listeners must
+ * return quickly -- there is one bus worker, and a slow listener delays
+ * every event, object deliveries included. Do not stead_bus_free it.
+ * Thread-safe. */
+stead_bus *stead_rt_bus(stead_rt *rt);
+
+/* Inside a turn: publishes an event on the runtime's bus if and after the
+ * turn commits. topic and payload are copied (payload may be NULL when
+ * len is 0). Errors, checked at once: EMISUSE (ctx is not in a turn),
+ * EINVAL (NULL or malformed topic: the message says why), ETOOBIG (topic
+ * or payload over the bus limits, 256 bytes / 32 segments / 4 MiB),
+ * ENOMEM. A committed event that cannot be queued because the bus stays
+ * full for a second is dropped and counted as stead_bus_tx_emits_total{
+ * outcome="lost"} with an error log line. Worker thread only. */
+int stead_emit(stead_ctx *ctx, const char *topic, const void *payload, size_t len);
+
+/* From outside a turn: publishes an event on the runtime's bus now (not
+ * transactional). topic and payload are copied. Errors: EINVAL (NULL rt
+ * or topic, malformed topic), ETOOBIG, EOVERLOAD (the bus queue is full;
+ * retryable), ECLOSED (the runtime is closing), ENOMEM. Thread-safe. */
+int stead_emit_rt(stead_rt *rt, const char *topic, const void *payload, size_t len);
+
+/* Inside a turn: subscribes this object to `pattern` (copied), durably.
+ * The subscription commits with the turn; matching events emitted after
+ * the commit become on_event turns of the object. Subscribing again to a
+ * pattern the object already has does nothing and returns 0. Errors:
+ * EMISUSE (not in a turn), EINVAL (NULL or malformed pattern: the message
+ * says why), ETOOBIG (pattern over the limits, or the object already has
+ * STEAD_MAX_SUBSCRIPTIONS), ENOTSUP (the class has no on_event), ESTORAGE,
+ * ENOMEM. If the listener cannot be registered after the commit (e.g. the
+ * bus's 100,000 listener limit), the subscription stays stored, an error
+ * is logged, and it becomes active at the next stead_open. Worker thread
+ * only. */
+int stead_subscribe(stead_ctx *ctx, const char *pattern);
+
+/* Inside a turn: removes the object's subscription to exactly `pattern`
+ * (as given to stead_subscribe; patterns are not compared by meaning).
+ * After the turn commits no new event is delivered for it (an event
+ * already queued in the object's mailbox still runs). Errors: EMISUSE,
+ * EINVAL, ETOOBIG, ENOTFOUND (not subscribed), ESTORAGE, ENOMEM. */
+int stead_unsubscribe(stead_ctx *ctx, const char *pattern);
+
+/* Inside a turn: the object's subscriptions in bytewise order, including
+ * changes made earlier in this turn. On 0, *out is an array of *n
+ * NUL-terminated patterns in one allocation the caller frees with
+ * stead_free (NULL when *n is 0). Errors: EINVAL (NULL out or n),
+ * EMISUSE, ESTORAGE, ENOMEM. */
+int stead_subscriptions(stead_ctx *ctx, char ***out, size_t *n);
+
 #ifdef __cplusplus
 }
 #endif

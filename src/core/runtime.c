@@ -567,6 +567,7 @@ int stead_close(stead_rt *rt) {
   stop_workers(rt);
   stead__timerq_stop(&rt->timers);
   stead__store_close(rt);
+  stead__es_rt_close(rt);
   rt_free(rt);
   return 0;
 }

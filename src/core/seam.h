@@ -30,6 +30,17 @@ stead_rt *stead__ctx_rt(stead_ctx *ctx);
 int stead__ctx_effect(stead_ctx *ctx, void (*release)(void *arg), void (*drop)(void *arg),
                       void *arg);
 
+/* Fails the turn like stead_fail, but the caller (or, from on_activate,
+ * the message that woke the object) receives `code` instead of
+ * STEAD_EHANDLER: for modules whose hooks detect e.g. a corrupt record
+ * (STEAD_ECORRUPT) or a storage failure. A non-negative code means
+ * STEAD_EHANDLER. Returns the code. */
+int stead__ctx_fail_code(stead_ctx *ctx, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 /* Queues an event for an object: it runs as a turn calling the class's
  * on_event hook (activating the object if needed). Called from any
  * thread. Errors: EINVAL, ENOCLASS, ENOTSUP (the class has no on_event),
@@ -42,6 +53,10 @@ int stead__deliver_event(stead_rt *rt, const char *cls, const char *id, const ch
 int stead__bus_rt_open(stead_rt *rt);
 void stead__bus_rt_close(stead_rt *rt); /* after the last turn drained */
 int stead__bus_rt_metrics(stead_rt *rt, struct stead__buf *b);
+/* Event-sourced objects (src/loop/es_object.c): frees what
+ * stead_register_program allocated. Called by stead_close once no turn
+ * can run any more. */
+void stead__es_rt_close(stead_rt *rt);
 /* Per-runtime module state slots, owned by the modules. */
 void **stead__rt_slot(stead_rt *rt, int which);
 #define STEAD__SLOT_BUS   0

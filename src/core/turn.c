@@ -44,6 +44,7 @@ struct stead_ctx {
   stead__msg *msg; /* NULL in lifecycle hooks */
   bool can_reply;  /* a CALL whose reply has not been deferred */
   bool failed;
+  int fail_code; /* stead__ctx_fail_code; 0: STEAD_EHANDLER */
   stead__buf reply;
   bool has_reply;
   char errmsg[1024];
@@ -109,7 +110,22 @@ int stead_fail(stead_ctx *ctx, const char *fmt, ...) {
   vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt ? fmt : "handler failed", ap);
   va_end(ap);
   ctx->failed = true;
+  ctx->fail_code = 0;
   return STEAD_EHANDLER;
+}
+
+int stead__ctx_fail_code(stead_ctx *ctx, int code, const char *fmt, ...) {
+  if (code >= 0)
+    code = STEAD_EHANDLER;
+  if (!ctx)
+    return code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt ? fmt : "handler failed", ap);
+  va_end(ap);
+  ctx->failed = true;
+  ctx->fail_code = code;
+  return code;
 }
 
 /* ---- outbox --------------------------------------------------------- */
@@ -422,7 +438,8 @@ static void answer(stead__msg *m, int status, const void *data, size_t len,
 }
 
 /* A turn whose outputs wait for a commit (the output gate). */
-typedef struct gated {
+struct stead__gated {
+  stead__gated *next;
   stead_rt *rt;
   stead__act *act;
   stead__call *call;        /* the caller to answer, or NULL */
@@ -430,12 +447,17 @@ typedef struct gated {
   out_item *outbox;
   stead__buf reply;
   uint64_t gen;
-} gated;
+  int rc;        /* commit outcome, set by the committer's callback */
+  char why[600]; /* its message when rc != 0 */
+};
 
-/* Commit outcome, on the committer thread, in submission order. */
+/* Commit outcome, on the committer thread, in submission order. Only the
+ * store bookkeeping happens here (the committer's contract needs it in the
+ * callback); the outputs are released by the object's own worker slice
+ * (stead__release_gated), which keeps the committer free for the next
+ * batch and releases one object's turns in commit order. */
 static void gate_done(void *udata, stead__wset *ws, int rc) {
-  gated *g = udata;
-  stead_rt *rt = g->rt;
+  stead__gated *g = udata;
   stead__act *a = g->act;
   /* A barrier (write-less turn) the store does not know: it is stale if a
    * failure bumped the generation since the turn ran. */
@@ -443,28 +465,38 @@ static void gate_done(void *udata, stead__wset *ws, int rc) {
     rc = STEAD_ECANCELED;
   if (rc == 0) {
     stead__objstore_on_durable(a->store, ws);
+  } else {
+    if (rc == STEAD_ECANCELED)
+      snprintf(g->why, sizeof g->why,
+               "an earlier commit of %s/%s failed and this turn depended on it",
+               a->crec->cls->name, a->id);
+    else
+      snprintf(g->why, sizeof g->why, "commit failed: %s", stead_errmsg());
+    if (rc != STEAD_ECANCELED)
+      stead__objstore_on_failed(a->store, ws);
+    atomic_store(&a->state_stale, true);
+  }
+  g->rc = rc;
+  stead__act_post_released(g->rt, a, g);
+}
+
+/* Releases (or drops) one gated turn's outputs; on the object's worker. */
+void stead__release_gated(stead__gated *g) {
+  stead_rt *rt = g->rt;
+  stead__act *a = g->act;
+  if (g->rc == 0) {
     release_list(rt, a, g->outbox);
     if (g->call)
       stead__call_complete(g->call, 0, g->reply.data, g->reply.len, NULL);
   } else {
-    char why[600];
-    if (rc == STEAD_ECANCELED)
-      snprintf(why, sizeof why,
-               "an earlier commit of %s/%s failed and this turn depended on it",
-               a->crec->cls->name, a->id);
-    else
-      snprintf(why, sizeof why, "commit failed: %s", stead_errmsg());
-    if (rc != STEAD_ECANCELED)
-      stead__objstore_on_failed(a->store, ws);
-    atomic_store(&a->state_stale, true);
     drop_list(g->outbox);
     if (g->deferred)
-      deferred_finish(rt, a, g->deferred, STEAD_ESTORAGE, why, 0);
+      deferred_finish(rt, a, g->deferred, STEAD_ESTORAGE, g->why, 0);
     if (g->call)
-      stead__call_complete(g->call, STEAD_ESTORAGE, NULL, 0, why);
+      stead__call_complete(g->call, STEAD_ESTORAGE, NULL, 0, g->why);
     stead__counter_add(&rt->m.commit_failures, 1);
     stead__log(rt, STEAD_LOG_WARN, "turn of %s/%s failed: %s", a->crec->cls->name, a->id,
-               why);
+               g->why);
   }
   stead__call_unref(g->call);
   stead__buf_free(&g->reply);
@@ -477,7 +509,7 @@ static void gate_done(void *udata, stead__wset *ws, int rc) {
  * (or an empty barrier set when only earlier commits are pending). */
 static int gate(stead_ctx *ctx, stead__msg *m, stead__wset *ws) {
   stead__act *a = ctx->act;
-  gated *g = calloc(1, sizeof *g);
+  stead__gated *g = calloc(1, sizeof *g);
   if (!ws)
     ws = stead__wset_new(a->crec->cls->name, a->id);
   else
@@ -560,7 +592,7 @@ static int run_body(stead_rt *rt, stead__act *a, stead__msg *m, turn_body body, 
   }
   int code = 0;
   if (hrc != 0 || ctx.failed) {
-    code = STEAD_EHANDLER;
+    code = ctx.fail_code ? ctx.fail_code : STEAD_EHANDLER;
     snprintf(why, why_len, "%s", ctx.failed ? ctx.errmsg : "handler returned an error");
   } else if ((rc = stead__store_state_end(rt, a, true)) != 0) {
     code = rc;
@@ -679,6 +711,12 @@ static void deactivate(stead_rt *rt, stead__act *a) {
     char why[1024];
     run_body(rt, a, NULL, body_deactivate, why, sizeof why);
   }
+  /* Every commit of the object must be finished and released before its
+   * store goes: wait for the committer, then release here. */
+  if (atomic_load(&a->commits_pending) > 0) {
+    stead__committer_flush(rt->committer);
+    stead__drain_released(rt, a);
+  }
   stead__store_deactivate(rt, a);
   atomic_store(&a->activated, false);
   stead__counter_add(&rt->m.deactivations_total, 1);
@@ -736,16 +774,63 @@ static bool run_turn(stead_rt *rt, stead__act *a, stead__msg *m) {
   return false;
 }
 
+void stead__act_post_released(stead_rt *rt, stead__act *a, stead__gated *g) {
+  stead__stripe *s = &rt->stripes[a->stripe];
+  g->next = NULL;
+  pthread_mutex_lock(&s->mu);
+  if (a->rel_tail)
+    a->rel_tail->next = g;
+  else
+    a->rel_head = g;
+  a->rel_tail = g;
+  if (!a->sched) {
+    a->sched = true;
+    stead__rq_push(rt, a);
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* Takes the released list (stripe lock held). */
+static stead__gated *take_released(stead__act *a) {
+  stead__gated *g = a->rel_head;
+  a->rel_head = a->rel_tail = NULL;
+  return g;
+}
+
+static void release_all(stead__gated *g) {
+  while (g) {
+    stead__gated *next = g->next;
+    stead__release_gated(g);
+    g = next;
+  }
+}
+
+void stead__drain_released(stead_rt *rt, stead__act *a) {
+  stead__stripe *s = &rt->stripes[a->stripe];
+  pthread_mutex_lock(&s->mu);
+  stead__gated *g = take_released(a);
+  pthread_mutex_unlock(&s->mu);
+  release_all(g);
+}
+
 void stead__run_slice(stead_rt *rt, stead__act *a) {
   stead__stripe *s = &rt->stripes[a->stripe];
   for (int i = 0; i < rt->cfg.turns_per_slice; i++) {
     pthread_mutex_lock(&s->mu);
+    if (a->rel_head) {
+      /* Finished commits first: their replies are the oldest outputs. */
+      stead__gated *g = take_released(a);
+      pthread_mutex_unlock(&s->mu);
+      release_all(g);
+      pthread_mutex_lock(&s->mu);
+    }
     stead__msg *m = a->head;
     if (!m) {
       /* Out of work. An activation whose on_activate failed is only a
        * mailbox: drop it so that it leaves no trace. */
       bool freed = false;
-      if (!atomic_load(&a->activated) && atomic_load(&a->pins) == 0)
+      if (!atomic_load(&a->activated) && atomic_load(&a->pins) == 0 &&
+          atomic_load(&a->commits_pending) == 0)
         freed = stead__table_remove_if_empty(rt, a);
       else
         stead__lru_touch(rt, a);
@@ -770,7 +855,7 @@ void stead__run_slice(stead_rt *rt, stead__act *a) {
   }
   /* Slice used up: to the back of the queue, behind other objects. */
   pthread_mutex_lock(&s->mu);
-  if (a->head) {
+  if (a->head || a->rel_head) {
     stead__rq_push(rt, a);
   } else {
     stead__lru_touch(rt, a);

@@ -24,28 +24,13 @@
  * Threads: a loop belongs to the thread running it; only the cancellation
  * token and the queues are shared.
  */
+#include "loop/loop_internal.h"
 #include "loop/queue.h"
 #include "util/util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* A list of byte strings packed in one buffer. */
-typedef struct blobs {
-  stead__buf bytes;
-  size_t *span; /* offset, length pairs */
-  size_t n, cap;
-} blobs;
-
-struct stead_cmds {
-  blobs b;
-};
-
-struct stead_dispatcher {
-  stead_loop *loop;
-  blobs b;
-};
 
 enum { TICK_DONE = 1, TICK_EMPTY = 2, TICK_CLOSED = 3 };
 
@@ -65,7 +50,7 @@ struct stead_loop {
   stead_loop_stats st;
 };
 
-static int blobs_add(blobs *b, const void *data, size_t len) {
+int stead__blobs_add(stead__blobs *b, const void *data, size_t len) {
   if (b->n == b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 16;
     size_t *s = realloc(b->span, cap * 2 * sizeof *s);
@@ -83,16 +68,16 @@ static int blobs_add(blobs *b, const void *data, size_t len) {
   return 0;
 }
 
-static stead_msg blobs_at(const blobs *b, size_t i) {
+stead_msg stead__blobs_at(const stead__blobs *b, size_t i) {
   return (stead_msg){b->bytes.data + b->span[2 * i], b->span[2 * i + 1]};
 }
 
-static void blobs_clear(blobs *b) {
+void stead__blobs_clear(stead__blobs *b) {
   b->n = 0;
   b->bytes.len = 0;
 }
 
-static void blobs_free(blobs *b) {
+void stead__blobs_free(stead__blobs *b) {
   stead__buf_free(&b->bytes);
   free(b->span);
 }
@@ -102,7 +87,7 @@ int stead_cmd(stead_cmds *cmds, const void *data, size_t len) {
     return stead__err(STEAD_EINVAL, "stead_cmd: NULL cmds, or NULL data with length");
   if (!data)
     return 0;
-  return blobs_add(&cmds->b, data, len);
+  return stead__blobs_add(&cmds->b, data, len);
 }
 
 int stead_dispatch(stead_dispatcher *d, const void *data, size_t len) {
@@ -110,9 +95,9 @@ int stead_dispatch(stead_dispatcher *d, const void *data, size_t len) {
     return stead__err(STEAD_EINVAL, "stead_dispatch: NULL d, or NULL data with length");
   if (!data)
     return 0;
-  if (!d->loop->has_out && !d->loop->local)
+  if (d->loop && !d->loop->has_out && !d->loop->local)
     return stead__err(STEAD_EMISUSE, "stead_dispatch: the loop has no producer");
-  return blobs_add(&d->b, data, len);
+  return stead__blobs_add(&d->b, data, len);
 }
 
 /* The error of a failed callback: its own STEAD_E* code, or EHANDLER. */
@@ -154,8 +139,8 @@ int stead_loop_new(stead_loop **out, const stead_program *prog, void *model,
 void stead_loop_free(stead_loop *l) {
   if (!l)
     return;
-  blobs_free(&l->cmds.b);
-  blobs_free(&l->disp.b);
+  stead__blobs_free(&l->cmds.b);
+  stead__blobs_free(&l->disp.b);
   free(l->flush);
   stead_queue_free(l->local);
   free(l);
@@ -187,8 +172,8 @@ static int fail(stead_loop *l, int rc) {
   char msg[512];
   snprintf(msg, sizeof msg, "%s", stead_errmsg());
   l->in.rollback(l->in.self);
-  blobs_clear(&l->cmds.b);
-  blobs_clear(&l->disp.b);
+  stead__blobs_clear(&l->cmds.b);
+  stead__blobs_clear(&l->disp.b);
   l->st.rollbacks++;
   return stead__err(rc, "%s", msg);
 }
@@ -202,23 +187,23 @@ static int take(stead_loop *l, int wait, stead_cancel *cancel, stead_msg *m) {
 
 /* Runs the tick's commands (unless replaying), then empties the list. */
 static int run_cmds(stead_loop *l) {
-  blobs *b = &l->cmds.b;
+  stead__blobs *b = &l->cmds.b;
   if (!l->replay && l->prog.run) {
     for (size_t i = 0; i < b->n; i++) {
-      stead_msg c = blobs_at(b, i);
+      stead_msg c = stead__blobs_at(b, i);
       int rc = l->prog.run(c.data, c.len, &l->disp, l->prog.udata);
       if (rc)
         return cb_err(rc, "run");
       l->st.commands++;
     }
   }
-  blobs_clear(b);
+  stead__blobs_clear(b);
   return 0;
 }
 
 /* Hands the tick's dispatched messages to the producer (or to local). */
 static int flush(stead_loop *l) {
-  blobs *b = &l->disp.b;
+  stead__blobs *b = &l->disp.b;
   if (b->n == 0)
     return 0;
   if (b->n > l->flushcap) {
@@ -229,13 +214,13 @@ static int flush(stead_loop *l) {
     l->flushcap = b->n;
   }
   for (size_t i = 0; i < b->n; i++)
-    l->flush[i] = blobs_at(b, i);
+    l->flush[i] = stead__blobs_at(b, i);
   int rc = l->local ? stead_queue_put_many(l->local, l->flush, b->n)
                     : l->out.put(l->out.self, l->flush, b->n);
   if (rc)
     return rc;
   l->st.dispatched += b->n;
-  blobs_clear(b);
+  stead__blobs_clear(b);
   return 0;
 }
 
