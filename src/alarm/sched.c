@@ -594,13 +594,14 @@ static int page_wanted(stead__alarms *s, int64_t now, int64_t *at_ms) {
   case CUR_KEY:
     if (s->cur_at <= until)
       return 1;
+    /* Only after the clock went back. */
     *at_ms = s->cur_at - s->o.window_ms;
     return 0;
   default:
     if (s->cur_at == INT64_MAX)
       return 0;
     /* Refill when half the window is used up: one scan per half window. */
-    if (s->cur_at < now + s->o.window_ms / 2)
+    if (s->cur_at < until - s->o.window_ms / 2)
       return 1;
     *at_ms = s->cur_at - s->o.window_ms / 2;
     return 0;
@@ -984,7 +985,7 @@ static int check_name(const char *name) {
   if (!name || !*name)
     return stead__err(STEAD_EINVAL, "alarm name must be non-empty");
   if (strlen(name) > STEAD__MAX_NAME)
-    return stead__err(STEAD_EINVAL, "alarm name longer than %u bytes",
+    return stead__err(STEAD_ETOOBIG, "alarm name longer than %u bytes",
                       (unsigned)STEAD__MAX_NAME);
   return 0;
 }

@@ -96,8 +96,8 @@ void stead__alarms_stop(stead__alarms *s);
 
 /* Notifications after a commit changed alarms: call them in commit order
  * (the committer thread does), after the commit is durable. The strings and
- * meta are copied. Thread-safe. Errors: EINVAL (NULL or empty string, name
- * over STEAD__MAX_NAME bytes), ETOOBIG (meta over STEAD__MAX_ALARM_META),
+ * meta are copied. Thread-safe. Errors: EINVAL (NULL or empty string),
+ * ETOOBIG (name over STEAD__MAX_NAME bytes, meta over STEAD__MAX_ALARM_META),
  * ENOMEM (the scheduler's memory is then stale: it resets its window and
  * reloads from the backend, so nothing is lost). */
 int stead__alarms_notify_set(stead__alarms *s, const char *cls, const char *id,

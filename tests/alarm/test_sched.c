@@ -509,7 +509,7 @@ static void test_bad_input(void **state) {
   memset(longname, 'n', sizeof longname - 1);
   longname[sizeof longname - 1] = 0;
   assert_rc(stead__alarms_notify_set(f->s, "C", "o", longname, 1, 0, NULL, 0),
-            STEAD_EINVAL);
+            STEAD_ETOOBIG);
   longname[STEAD__MAX_NAME] = 0;
   assert_rc(stead__alarms_notify_set(f->s, "C", "o", longname, 1, 0, NULL, 0), 0);
   assert_rc(stead__alarms_notify_set(f->s, "C", "o", "", 1, 0, NULL, 0), STEAD_EINVAL);
