@@ -37,6 +37,7 @@
 typedef struct stead__act stead__act;
 typedef struct stead__msg stead__msg;
 typedef struct stead__call stead__call;
+typedef struct stead__gated stead__gated;
 
 /* ---- timer thread --------------------------------------------------- */
 
@@ -166,8 +167,10 @@ struct stead__act {
   unsigned stripe;
   /* Guarded by the stripe lock: */
   stead__msg *head, *tail;
-  size_t queued;     /* messages in the mailbox, system ones included */
-  bool sched;        /* runnable or running */
+  size_t queued; /* messages in the mailbox, system ones included */
+  bool sched;    /* runnable or running */
+  /* Gated turns whose commit finished, to release in this order. */
+  stead__gated *rel_head, *rel_tail;
   bool sys_pending;  /* a HIBERNATE/DEACTIVATE is queued */
   int64_t last_used; /* runtime clock, ms */
   /* Owned by the worker running the object: */
@@ -280,6 +283,14 @@ void stead__enqueue_act(stead_rt *rt, stead__act *a, stead__msg *m);
 
 void stead__inflight_add(stead_rt *rt);
 void stead__inflight_done(stead_rt *rt);
+
+/* Committer callback side: hands a finished gated turn back to its
+ * activation, scheduling it so a worker releases the outputs. */
+void stead__act_post_released(stead_rt *rt, stead__act *a, stead__gated *g);
+/* Worker side: releases or drops one gated turn's outputs and frees it. */
+void stead__release_gated(stead__gated *g);
+/* Releases everything posted to `a` so far (its worker, between turns). */
+void stead__drain_released(stead_rt *rt, stead__act *a);
 
 /* Worker: runs one slice of a scheduled activation. */
 void stead__run_slice(stead_rt *rt, stead__act *a);

@@ -41,7 +41,8 @@ bool stead__queue_system(stead_rt *rt, stead__act *a, stead__msg_kind kind,
 }
 
 static bool idle(const stead__act *a) {
-  return !a->sched && !a->head && !a->sys_pending && atomic_load(&a->pins) == 0;
+  return !a->sched && !a->head && !a->sys_pending && atomic_load(&a->pins) == 0 &&
+         atomic_load(&a->commits_pending) == 0;
 }
 
 /* One stripe's sweep; returns the number of deactivations queued. */

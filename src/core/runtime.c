@@ -599,9 +599,9 @@ int stead__act_lookup_active(stead_rt *rt, const stead__class_rec *c, const char
   stead__stripe *s = &rt->stripes[si];
   pthread_mutex_lock(&s->mu);
   stead__act *a = table_find(s, c, h, id, id_len);
-  /* An activation record exists from the first message; it counts as
-   * active once on_activate succeeded or while a turn is about to run. */
-  int active = a != NULL && (a->activated || a->sched);
+  /* A record exists from the first message on, but the object is active
+   * only once on_activate succeeded (a failed activation leaves none). */
+  int active = a != NULL && atomic_load(&a->activated);
   pthread_mutex_unlock(&s->mu);
   return active;
 }
