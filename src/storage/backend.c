@@ -1,11 +1,13 @@
 /*
  * backend.c -- opening a backend from its spec string.
  *
- * "memory" or "sqlite:PATH[?opt=val&...]". Options are parsed strictly: an
- * unknown option or bad value is EINVAL naming it, so a typo never silently
- * falls back to a weaker durability.
+ * "memory", "sqlite:PATH[?opt=val&...]" or a PostgreSQL URI
+ * "postgres://..." / "postgresql://..." (options: pg_backend.h). Options
+ * are parsed strictly: an unknown option or bad value is EINVAL naming it,
+ * so a typo never silently falls back to a weaker durability.
  */
 #include "storage/backend.h"
+#include "storage/pg_backend.h"
 #include "util/util.h"
 
 #include <stdlib.h>
@@ -75,8 +77,12 @@ int stead__backend_open(const char *spec, stead__backend **out) {
     free(p);
     return rc;
   }
+  if (strncmp(spec, "postgres://", 11) == 0 || strncmp(spec, "postgresql://", 13) == 0)
+    return stead__pg_open(spec, out);
   return stead__err(STEAD_ENOTSUP,
-                    "unknown storage backend '%s' (use memory or sqlite:PATH)", spec);
+                    "unknown storage backend '%s' (use memory, sqlite:PATH or "
+                    "postgres://...)",
+                    spec);
 }
 
 void stead__backend_close(stead__backend *b) {

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "helpers.h"
+#include "pg_helper.h"
 
 #include <sqlite3.h>
 
@@ -31,9 +32,20 @@ static int open_sqlite(const char *dir, stead__backend **out) {
   return stead__backend_open(spec, out);
 }
 
+/* Every test gets its own tables in the one shared server: the prefix is
+ * derived from the test's temp dir, so a reopen finds the same tables. */
+static int open_postgres(const char *dir, stead__backend **out) {
+  char prefix[32], spec[512];
+  snprintf(prefix, sizeof prefix, "t%016llx",
+           (unsigned long long)stead__hash64(dir, strlen(dir), 7));
+  pgh_spec(spec, sizeof spec, prefix, "&pool=2");
+  return stead__backend_open(spec, out);
+}
+
 static const factory factories[] = {
     {"memory", open_memory, 0},
     {"sqlite", open_sqlite, 1},
+    {"postgres", open_postgres, 1},
 };
 
 typedef struct fx {
@@ -592,8 +604,13 @@ static void test_spec_parsing(void **state) {
 
 int main(void) {
   int fails = 0;
+  int pg = pgh_start(0);
+  if (pg < 0)
+    return 1;
   for (size_t i = 0; i < sizeof factories / sizeof factories[0]; i++) {
     const factory *f = &factories[i];
+    if (f->open == open_postgres && pg != 0)
+      continue; /* pgh_start said why */
     const struct CMUnitTest tests[] = {SUITE(f)};
     char name[64];
     snprintf(name, sizeof name, "conformance/%s", f->name);

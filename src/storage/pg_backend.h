@@ -1,0 +1,28 @@
+/*
+ * pg_backend.h -- the PostgreSQL backend: opening it from a parsed URI.
+ *
+ * The spec is a libpq URI, "postgres://..." or "postgresql://...", whose
+ * query string may carry stead's own options besides libpq's:
+ *   prefix=NAME           table name prefix, [a-z][a-z0-9_]{0,39}; default
+ *                         "stead" (tables NAME_kv, NAME_alarms, ...)
+ *   pool=N                reader connections, 1..64; default 4
+ *   durability=full|normal  normal sets synchronous_commit=off
+ *   statement_timeout_ms=N  server-side statement timeout; default none
+ * Every other option is passed to libpq unchanged (sslmode, options, ...).
+ * connect_timeout defaults to 5 s when the URI does not set it.
+ */
+#ifndef STEAD_STORAGE_PG_BACKEND_H
+#define STEAD_STORAGE_PG_BACKEND_H
+
+#include "storage/backend.h"
+
+/* Opens the backend: connects, creates or migrates the schema under the
+ * prefix (an advisory lock serialises nodes starting at once). Errors:
+ * EINVAL (bad option), ESTORAGE (cannot connect; the server's message),
+ * ENOTSUP (schema written by a newer stead), ENOMEM. */
+int stead__pg_open(const char *uri, stead__backend **out);
+
+/* 1 if `b` is a PostgreSQL backend. */
+int stead__pg_is(const stead__backend *b);
+
+#endif
