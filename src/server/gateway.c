@@ -26,6 +26,7 @@
 
 #include "server/httpmetrics.h"
 #include "server/route.h"
+#include "server/sse.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -40,6 +41,9 @@
 
 enum { GW_STARTING = 0, GW_READY = 1, GW_DRAINING = 2 };
 
+/* Bytes an event stream's client may lag behind before it is cut off. */
+#define SSE_MAX_QUEUE ((size_t)1 << 20)
+
 struct stead__gw {
   struct MHD_Daemon *mhd;
   int listen_fd;
@@ -53,6 +57,7 @@ struct stead__gw {
   char *node_id, *url, *storage;
   const stead__logger *log;
   stead__httpm *metrics;
+  stead__sse *sse; /* GET /v1/events streams */
 };
 
 enum { P_BODY = 0, P_WAIT = 1, P_ANSWERED = 2 };
@@ -186,6 +191,8 @@ static enum MHD_Result do_metrics(req *r) {
   }
   if (rc == 0)
     rc = stead__httpm_text(r->gw->metrics, &b);
+  if (rc == 0)
+    rc = stead__sse_metrics(r->gw->sse, &b);
   if (rc < 0) {
     stead__buf_free(&b);
     return send_error(r, 0, rc, "cannot render metrics");
@@ -223,6 +230,47 @@ static enum MHD_Result do_object(req *r) {
   json_t *j = json_pack("{s:s,s:s,s:b}", "class", r->route.cls, "id", r->route.id,
                         "active", rc == 1);
   return send_json(r, 200, j);
+}
+
+static const char *query(req *r, const char *key, char *buf, size_t cap, int *bad);
+
+/* GET /v1/events?pattern=P (default "**"): a Server-Sent Events stream. */
+static enum MHD_Result do_stream(req *r) {
+  char pat[1100];
+  int bad = 0;
+  const char *p = query(r, "pattern", pat, sizeof pat, &bad);
+  if (bad)
+    return send_error(r, 400, STEAD_EINVAL,
+                      "pattern is badly percent-encoded or too long");
+  if (!p)
+    p = "**";
+  if (!gate_enter(r->gw))
+    return send_error(r, 503, STEAD_ECLOSED,
+                      "the server is not serving events (starting or shutting down)");
+  int rc = stead__sse_open(r->gw->sse, stead_rt_bus(r->gw->rt), r->conn, p);
+  char msg[600];
+  snprintf(msg, sizeof msg, "pattern \"%s\": %s", p, stead_errmsg());
+  gate_leave(r->gw);
+  if (rc < 0)
+    return send_error(r, rc == STEAD_ECLOSED ? 503 : 0, rc, msg);
+  r->phase = P_ANSWERED;
+  r->http_status = 200;
+  return MHD_YES;
+}
+
+/* POST /v1/events/{topic}: the body is the payload. */
+static enum MHD_Result do_emit(req *r) {
+  stead__gw *gw = r->gw;
+  if (!gate_enter(gw))
+    return send_error(r, 503, STEAD_ECLOSED,
+                      "the server is not serving events (starting or shutting down)");
+  int rc = stead_emit_rt(gw->rt, r->route.topic, r->body.data, r->body.len);
+  char msg[600];
+  snprintf(msg, sizeof msg, "topic \"%s\": %s", r->route.topic, stead_errmsg());
+  gate_leave(gw);
+  if (rc < 0)
+    return send_error(r, 0, rc, msg);
+  return send_json(r, 202, json_pack("{s:s}", "status", "accepted"));
 }
 
 /* ---- object calls ---- */
@@ -283,8 +331,7 @@ static enum MHD_Result start_call(req *r) {
     return send_error(r, 400, STEAD_EINVAL,
                       "body is not valid JSON (Content-Type says JSON)");
   if (r->route.kind == STEAD__R_EMIT)
-    return send_error(r, 501, STEAD_ENOTSUP,
-                      "the event bus is not available in this build yet");
+    return do_emit(r);
   if (!gate_enter(gw))
     return send_error(r, 503, STEAD_ECLOSED,
                       "the server is not serving objects (starting or shutting down)");
@@ -353,6 +400,8 @@ static enum MHD_Result begin(req *r, const char *method, const char *url) {
     return do_cluster(r);
   case STEAD__R_OBJECT:
     return do_object(r);
+  case STEAD__R_STREAM:
+    return do_stream(r);
   default:
     break;
   }
@@ -483,6 +532,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 
 static void gw_free(stead__gw *gw) {
   stead__httpm_free(gw->metrics);
+  stead__sse_free(gw->sse);
   free(gw->node_id);
   free(gw->url);
   free(gw->storage);
@@ -494,11 +544,12 @@ int stead__gw_start(const stead__gw_config *cfg, stead__gw **out) {
   stead__gw *gw = calloc(1, sizeof *gw);
   if (gw) {
     gw->metrics = stead__httpm_new();
+    gw->sse = stead__sse_new(SSE_MAX_QUEUE);
     gw->node_id = stead__strdup(cfg->node_id);
     gw->url = stead__strdup(cfg->url);
     gw->storage = stead__strdup(cfg->storage);
   }
-  if (!gw || !gw->metrics || !gw->node_id || !gw->url || !gw->storage) {
+  if (!gw || !gw->metrics || !gw->sse || !gw->node_id || !gw->url || !gw->storage) {
     if (gw)
       gw_free(gw);
     close(cfg->listen_fd);
@@ -541,6 +592,9 @@ void stead__gw_drain(stead__gw *gw) {
     close(fd);
     gw->listen_fd = -1;
   }
+  /* Event streams hold bus listeners: remove them and end the streams so
+   * the runtime can close and the streams' requests complete. */
+  stead__sse_close_all(gw->sse);
   while (atomic_load(&gw->users) > 0)
     usleep(1000);
 }

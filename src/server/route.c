@@ -127,6 +127,8 @@ const char *stead__route_label(stead__route_kind kind) {
     return "healthz";
   case STEAD__R_CLUSTER:
     return "cluster";
+  case STEAD__R_STREAM:
+    return "event_stream";
   default:
     return "unknown";
   }
@@ -228,6 +230,8 @@ int stead__route_match(const char *http_method, const char *path, stead__route *
     kind = STEAD__R_HEALTHZ;
   else if (s.n == 2 && seg_is(&s, 0, "v1") && seg_is(&s, 1, "cluster"))
     kind = STEAD__R_CLUSTER;
+  else if (s.n == 2 && seg_is(&s, 0, "v1") && seg_is(&s, 1, "events"))
+    kind = STEAD__R_STREAM;
   else if (s.n == 3 && seg_is(&s, 0, "v1") && seg_is(&s, 1, "events"))
     kind = STEAD__R_EMIT;
   else if (s.n == 4 && seg_is(&s, 0, "v1") && seg_is(&s, 1, "objects"))
@@ -245,7 +249,8 @@ int stead__route_match(const char *http_method, const char *path, stead__route *
     return wrong_method("GET", http_status, allow, http_method);
 
   out->kind = kind;
-  if (kind == STEAD__R_METRICS || kind == STEAD__R_HEALTHZ || kind == STEAD__R_CLUSTER)
+  if (kind == STEAD__R_METRICS || kind == STEAD__R_HEALTHZ || kind == STEAD__R_CLUSTER ||
+      kind == STEAD__R_STREAM)
     return 0;
 
   size_t total = 0;

@@ -55,6 +55,15 @@ static void test_other_routes(void **state) {
   assert_int_equal(r.kind, STEAD__R_EMIT);
   assert_string_equal(r.topic, "a.b.c");
   stead__route_free(&r);
+  assert_int_equal(match("GET", "/v1/events", &r, &st, &allow), 0);
+  assert_int_equal(r.kind, STEAD__R_STREAM);
+  stead__route_free(&r);
+  assert_int_equal(match("POST", "/v1/events", &r, &st, &allow), STEAD_EINVAL);
+  assert_int_equal(st, 405);
+  assert_string_equal(allow, "GET");
+  assert_int_equal(match("GET", "/v1/events/a.b", &r, &st, &allow), STEAD_EINVAL);
+  assert_int_equal(st, 405);
+  assert_string_equal(allow, "POST");
 }
 
 static void expect_fail(const char *m, const char *path, int want_status) {

@@ -132,7 +132,7 @@ static void test_errors(void **state) {
   post_expect("/v1/objects/echo/x/echo?timeout_ms=0", "", 0, 400, "EINVAL");
   post_expect("/v1/objects/echo/x/echo?timeout_ms=abc", "", 0, 400, "EINVAL");
   post_expect("/nope", "", 0, 404, "ENOTFOUND");
-  post_expect("/v1/events/a.b", "{}", 2, 501, "ENOTSUP");
+  post_expect("/v1/events/a..b", "{}", 2, 400, "EINVAL");
   /* handler failure carries the handler's message */
   resp r;
   http(&S, "POST", "/v1/objects/echo/x/fail", "card declined", 13, NULL, NULL, &r);
