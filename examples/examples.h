@@ -28,6 +28,17 @@ extern const stead_class stead_example_counter;
  * stead_register_program. */
 extern const stead_es_class stead_example_account;
 
+/* Class "chatroom" (chatroom.c), one room per id: "post" takes
+ * {"user":U,"text":T} (strings of 1..128 and 1..4096 bytes), stores the
+ * message, emits chat.{room}.message with the message JSON
+ * {"id","user","text","at"} after the commit, and replies the message id
+ * (a JSON integer increasing per room from 1). "history" replies a JSON
+ * array of the last 100 messages, oldest first; older ones are deleted.
+ * Bad JSON or fields fail the turn with a message saying what is wrong; a
+ * room id containing '.' (or anything else not allowed in a topic segment)
+ * cannot post. */
+extern const stead_class stead_example_chatroom;
+
 /* Registers every example class on `rt`. 0, or the first failing
  * stead_register's error (EEXIST if one was already registered). */
 int stead_examples_register(stead_rt *rt);

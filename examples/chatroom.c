@@ -1,0 +1,158 @@
+/*
+ * chatroom.c -- class "chatroom": a chat room per id, with a durable
+ * history and a live feed on the event bus.
+ *
+ * Storage (the object's own key space): "seq" holds the last message id
+ * as decimal text; each message is stored as its JSON under "m" followed
+ * by its id zero-padded to 20 digits, so key order is id order and the
+ * history is one reverse listing. Keys older than the last HISTORY are
+ * deleted in the turn that posts, so a room's storage stays bounded.
+ *
+ * "post" emits chat.{room}.message through the transactional emit: the
+ * event leaves only once the message is durably stored, and a failed post
+ * publishes nothing. A room id therefore has to be one topic segment (no
+ * '.', '*', spaces or control characters).
+ */
+#include "examples.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HISTORY  100
+#define MAX_USER 128
+#define MAX_TEXT 4096
+
+static void msg_key(char out[22], unsigned long long seq) {
+  snprintf(out, 22, "m%020llu", seq);
+}
+
+static int read_seq(stead_ctx *ctx, unsigned long long *seq) {
+  void *v = NULL;
+  size_t n = 0;
+  int rc = stead_get(ctx, "seq", 3, &v, &n);
+  *seq = 0;
+  if (rc == STEAD_ENOTFOUND)
+    return 0;
+  if (rc)
+    return rc;
+  *seq = strtoull(v, NULL, 10);
+  stead_free(v);
+  return 0;
+}
+
+/* A string member of 1..max bytes, or NULL after stead_fail. */
+static const char *field(stead_ctx *ctx, json_t *o, const char *name, size_t max) {
+  json_t *v = json_object_get(o, name);
+  if (!json_is_string(v)) {
+    stead_fail(ctx, "post needs {\"user\":U,\"text\":T}: \"%s\" must be a string", name);
+    return NULL;
+  }
+  size_t len = json_string_length(v);
+  if (len == 0 || len > max) {
+    stead_fail(ctx, "\"%s\" must be 1..%zu bytes, got %zu", name, max, len);
+    return NULL;
+  }
+  return json_string_value(v);
+}
+
+static int chat_post(stead_ctx *ctx, const void *arg, size_t len) {
+  const char *room = stead_object_id(ctx);
+  char topic[STEAD_TOPIC_MAX_LEN + 1];
+  if (strchr(room, '.') ||
+      snprintf(topic, sizeof topic, "chat.%s.message", room) >= (int)sizeof topic ||
+      stead_topic_validate(topic) != 0)
+    return stead_fail(ctx,
+                      "room id \"%s\" cannot be a topic segment (no '.', '*', spaces, "
+                      "control characters; at most %d bytes)",
+                      room, STEAD_TOPIC_MAX_LEN - 13);
+  json_error_t jerr;
+  json_t *in = json_loadb(arg, len, 0, &jerr);
+  if (!in)
+    return stead_fail(ctx, "post body is not valid JSON: %s (at byte %d)", jerr.text,
+                      jerr.position);
+  if (!json_is_object(in)) {
+    json_decref(in);
+    return stead_fail(ctx, "post needs a JSON object {\"user\":U,\"text\":T}");
+  }
+  const char *user = field(ctx, in, "user", MAX_USER);
+  const char *text = user ? field(ctx, in, "text", MAX_TEXT) : NULL;
+  if (!text) {
+    json_decref(in);
+    return STEAD_EHANDLER;
+  }
+  unsigned long long seq;
+  int rc = read_seq(ctx, &seq);
+  char *msg = NULL;
+  if (!rc) {
+    seq++;
+    json_t *m = json_pack("{s:I,s:s,s:s,s:I}", "id", (json_int_t)seq, "user", user,
+                          "text", text, "at", (json_int_t)stead_now_ms(ctx));
+    msg = m ? json_dumps(m, JSON_COMPACT) : NULL;
+    json_decref(m);
+    if (!msg)
+      rc = STEAD_ENOMEM;
+  }
+  json_decref(in);
+  char key[22], num[24];
+  if (!rc) {
+    msg_key(key, seq);
+    rc = stead_put(ctx, key, strlen(key), msg, strlen(msg));
+  }
+  if (!rc && seq > HISTORY) {
+    msg_key(key, seq - HISTORY);
+    rc = stead_delete(ctx, key, strlen(key));
+  }
+  int nl = snprintf(num, sizeof num, "%llu", seq);
+  if (!rc)
+    rc = stead_put(ctx, "seq", 3, num, (size_t)nl);
+  if (!rc)
+    rc = stead_emit(ctx, topic, msg, strlen(msg));
+  free(msg);
+  if (rc)
+    return stead_fail(ctx, "post failed: %s", stead_errmsg());
+  return stead_reply(ctx, num, (size_t)nl);
+}
+
+static int chat_history(stead_ctx *ctx, const void *arg, size_t len) {
+  stead_list_opts o = {0};
+  o.prefix = "m";
+  o.prefix_len = 1;
+  o.reverse = 1; /* with a limit: the last HISTORY keys */
+  o.limit = HISTORY;
+  stead_kv *kv = NULL;
+  size_t n = 0;
+  int rc = stead_list(ctx, &o, &kv, &n);
+  if (rc)
+    return rc;
+  /* Values are JSON already; join them oldest first. */
+  size_t total = 2 + n;
+  for (size_t i = 0; i < n; i++)
+    total += kv[i].value_len;
+  char *out = malloc(total), *p = out;
+  if (!out) {
+    stead_free(kv);
+    return stead_fail(ctx, "out of memory");
+  }
+  *p++ = '[';
+  for (size_t i = n; i-- > 0;) {
+    memcpy(p, kv[i].value, kv[i].value_len);
+    p += kv[i].value_len;
+    if (i)
+      *p++ = ',';
+  }
+  *p++ = ']';
+  stead_free(kv);
+  rc = stead_reply(ctx, out, (size_t)(p - out));
+  free(out);
+  return rc;
+}
+
+static const stead_method chat_methods[] = {
+    {"post", chat_post}, {"history", chat_history}, {NULL, NULL}};
+
+const stead_class stead_example_chatroom = {
+    .name = "chatroom",
+    .methods = chat_methods,
+};
