@@ -4,7 +4,7 @@
  *
  * Transactional emit: stead_emit copies the event into an effect of the
  * turn (stead__ctx_effect). The output gate releases it only after the
- * turn's commit is durable -- on the committer thread, in commit order --
+ * turn's commit is durable -- in the object's commit order --
  * and drops it if the turn or its commit fails. So a subscriber never sees
  * an event from a turn that did not happen.
  *
@@ -27,7 +27,7 @@
  * event in flight when the process stops is lost.
  *
  * Threads: listeners run on the bus worker; emits are released on the
- * committer thread or a runtime worker; subscribe/unsubscribe effects
+ * thread the core releases effects on (a worker or the committer); subscribe/unsubscribe effects
  * likewise. `mu` guards the registry and is never held while a listener
  * runs or while waiting for one (stead_bus_off is called after unlocking),
  * and listeners never take it, so there is no lock cycle with the bus.
