@@ -26,9 +26,9 @@
  * meets a full mailbox is dropped, counted and logged (rate-limited); an
  * event in flight when the process stops is lost.
  *
- * Threads: listeners run on the bus worker; emits are released on the
- * thread the core releases effects on (a worker or the committer); subscribe/unsubscribe effects
- * likewise. `mu` guards the registry and is never held while a listener
+ * Threads: listeners run on the bus worker; emits and subscribe/
+ * unsubscribe effects run wherever the core releases effects (a worker
+ * or the committer). `mu` guards the registry and is never held while a listener
  * runs or while waiting for one (stead_bus_off is called after unlocking),
  * and listeners never take it, so there is no lock cycle with the bus.
  *
