@@ -1,6 +1,7 @@
 /*
- * bench_storage.c -- durable write rate: raw SQLite baselines against the
- * group committer, in one program on one disk.
+ * bench_storage.c -- durable write rate: raw SQLite and raw libpq
+ * baselines against the group committer on each backend, in one program on
+ * one disk.
  *
  *   sqlite 1 row/txn     : INSERT + COMMIT per row (synchronous=FULL, WAL)
  *   sqlite 100 rows/txn  : the same, 100 rows per transaction
@@ -9,6 +10,11 @@
  *                          keeping up to WINDOW sets in flight (objects
  *                          whose turns wait on the output gate while the
  *                          workers move on to other objects)
+ *   PostgreSQL column      : the same on a PostgreSQL 15 this program starts
+ *                          (fsync and synchronous_commit on) with the tests'
+ *                          helper (tests/storage/pg_helper.h): raw libpq with
+ *                          one INSERT round trip per row, then the committer
+ *                          through the PostgreSQL backend
  *
  * Usage: bench_storage [DIR] [SECONDS] [THREADS]; env BENCH_MAX_BATCH sets
  * the committer's max_batch (default 256). Prints a markdown table.
@@ -17,6 +23,9 @@
 #include "storage/committer.h"
 #include "util/util.h"
 
+#include "storage/pg_helper.h" /* tests/storage/ */
+
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -74,6 +83,56 @@ static double raw_sqlite(const char *dir, int per_txn, double secs) {
   return (double)rows / (t - t0);
 }
 
+static void pg_ok(PGconn *c, PGresult *r, const char *what) {
+  ExecStatusType st = PQresultStatus(r);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    fprintf(stderr, "bench_storage: %s: %s", what, PQerrorMessage(c));
+    exit(1);
+  }
+  PQclear(r);
+}
+
+/* Raw libpq: rows per second with `per_txn` rows per transaction, one
+ * prepared INSERT round trip per row. */
+static double raw_pg(const char *uri, int per_txn, double secs) {
+  PGconn *c = PQconnectdb(uri);
+  if (PQstatus(c) != CONNECTION_OK) {
+    fprintf(stderr, "bench_storage: %s", PQerrorMessage(c));
+    exit(1);
+  }
+  pg_ok(c,
+        PQexec(c, "SET client_min_messages = warning; DROP TABLE IF EXISTS raw_kv; "
+                  "CREATE TABLE raw_kv(k bytea PRIMARY KEY, "
+                  "v bytea NOT NULL)"),
+        "create");
+  pg_ok(c,
+        PQprepare(c, "ins",
+                  "INSERT INTO raw_kv VALUES($1, $2) ON CONFLICT (k) DO UPDATE SET v = "
+                  "EXCLUDED.v",
+                  2, NULL),
+        "prepare");
+  char val[VLEN];
+  memset(val, 'v', sizeof val);
+  long rows = 0;
+  double t0 = now_s(), t;
+  do {
+    if (per_txn > 1)
+      pg_ok(c, PQexec(c, "BEGIN"), "begin");
+    for (int i = 0; i < per_txn; i++, rows++) {
+      char k[32];
+      int kl = snprintf(k, sizeof k, "obj%d/k", (int)(rows % NOBJ));
+      const char *v[2] = {k, val};
+      int len[2] = {kl, VLEN}, fmt[2] = {1, 1};
+      pg_ok(c, PQexecPrepared(c, "ins", 2, v, len, fmt, 0), "insert");
+    }
+    if (per_txn > 1)
+      pg_ok(c, PQexec(c, "COMMIT"), "commit");
+    t = now_s();
+  } while (t - t0 < secs);
+  PQfinish(c);
+  return (double)rows / (t - t0);
+}
+
 typedef struct driver {
   stead__committer *c;
   int idx, nthreads;
@@ -125,14 +184,8 @@ static void *drive(void *arg) {
   return NULL;
 }
 
-static double committer_rate(const char *dir, const char *durability, int nthreads,
-                             double secs, double *avg_batch) {
-  char spec[600];
-  snprintf(spec, sizeof spec, "sqlite:%s/committer-%s.db?durability=%s", dir, durability,
-           durability);
-  char path[600];
-  snprintf(path, sizeof path, "%s/committer-%s.db", dir, durability);
-  unlink(path);
+static double committer_rate(const char *spec, int nthreads, double secs,
+                             double *avg_batch) {
   stead__backend *b;
   stead__committer *c;
   if (stead__backend_open(spec, &b))
@@ -168,6 +221,39 @@ static double committer_rate(const char *dir, const char *durability, int nthrea
   return (double)total / t;
 }
 
+static double sqlite_committer(const char *dir, const char *durability, int nthreads,
+                               double secs, double *avg_batch) {
+  char spec[600], path[600];
+  snprintf(spec, sizeof spec, "sqlite:%s/committer-%s.db?durability=%s", dir, durability,
+           durability);
+  snprintf(path, sizeof path, "%s/committer-%s.db", dir, durability);
+  unlink(path);
+  return committer_rate(spec, nthreads, secs, avg_batch);
+}
+
+static double pg_committer(const char *durability, int nthreads, double secs,
+                           double *avg_batch) {
+  char spec[600], prefix[32];
+  snprintf(prefix, sizeof prefix, "bench_%s", durability);
+  snprintf(spec, sizeof spec, "%s?prefix=%s&durability=%s", pgh_server.uri, prefix,
+           durability);
+  /* A fresh table for each run. */
+  PGconn *c = PQconnectdb(pgh_server.uri);
+  char sql[400];
+  snprintf(sql, sizeof sql,
+           "SET client_min_messages = warning; DROP TABLE IF EXISTS %s_kv, %s_alarms, "
+           "%s_leases, %s_schema",
+           prefix, prefix, prefix, prefix);
+  PQclear(PQexec(c, sql));
+  PQfinish(c);
+  return committer_rate(spec, nthreads, secs, avg_batch);
+}
+
+typedef struct row {
+  const char *what;
+  double sq, pg, sq_batch, pg_batch;
+} row;
+
 int main(int argc, char **argv) {
   const char *dir = argc > 1 ? argv[1] : "bench-storage-data";
   double secs = argc > 2 ? atof(argv[2]) : 3.0;
@@ -178,22 +264,39 @@ int main(int argc, char **argv) {
   snprintf(mk, sizeof mk, "mkdir -p '%s'", dir);
   if (system(mk) != 0)
     die("mkdir");
-  double one = raw_sqlite(dir, 1, secs);
-  double hundred = raw_sqlite(dir, 100, secs);
-  double bf, bn;
-  double full = committer_rate(dir, "full", threads, secs, &bf);
-  double normal = committer_rate(dir, "normal", threads, secs, &bn);
+  int pg = pgh_start(1);
+  if (pg < 0)
+    die("start postgres");
+  row rows[4] = {
+      {"raw, 1 row per transaction", raw_sqlite(dir, 1, secs), 0, 1, 1},
+      {"raw, 100 rows per transaction", raw_sqlite(dir, 100, secs), 0, 100, 100},
+      {"committer, durability=full", 0, 0, 0, 0},
+      {"committer, durability=normal", 0, 0, 0, 0},
+  };
+  rows[2].sq = sqlite_committer(dir, "full", threads, secs, &rows[2].sq_batch);
+  rows[3].sq = sqlite_committer(dir, "normal", threads, secs, &rows[3].sq_batch);
+  if (pg == 0) {
+    rows[0].pg = raw_pg(pgh_server.uri, 1, secs);
+    rows[1].pg = raw_pg(pgh_server.uri, 100, secs);
+    rows[2].pg = pg_committer("full", threads, secs, &rows[2].pg_batch);
+    rows[3].pg = pg_committer("normal", threads, secs, &rows[3].pg_batch);
+  }
+  printf("%d submitting threads; raw SQLite: WAL, synchronous=FULL; raw PostgreSQL: "
+         "libpq, one round trip per row, fsync and synchronous_commit on\n\n",
+         threads);
   printf(
-      "| workload | durable writes/s | vs 1 row/txn | vs 100 rows/txn | avg batch |\n");
-  printf("|---|---:|---:|---:|---:|\n");
-  printf("| raw SQLite, 1 row per transaction (FULL, WAL) | %.0f | 1.0x | %.2fx | 1 |\n",
-         one, one / hundred);
-  printf("| raw SQLite, 100 rows per transaction (FULL, WAL) | %.0f | %.1fx | 1.00x | "
-         "100 |\n",
-         hundred, hundred / one);
-  printf("| committer, durability=full, %d threads | %.0f | %.1fx | %.2fx | %.1f |\n",
-         threads, full, full / one, full / hundred, bf);
-  printf("| committer, durability=normal, %d threads | %.0f | %.1fx | %.2fx | %.1f |\n",
-         threads, normal, normal / one, normal / hundred, bn);
+      "| workload | SQLite writes/s | vs 1 row/txn | avg batch | PostgreSQL writes/s | "
+      "vs 1 row/txn | avg batch |\n");
+  printf("|---|---:|---:|---:|---:|---:|---:|\n");
+  for (int i = 0; i < 4; i++) {
+    printf("| %s | %.0f | %.1fx | %.1f |", rows[i].what, rows[i].sq,
+           rows[i].sq / rows[0].sq, rows[i].sq_batch);
+    if (pg == 0)
+      printf(" %.0f | %.1fx | %.1f |\n", rows[i].pg, rows[i].pg / rows[0].pg,
+             rows[i].pg_batch);
+    else
+      printf(" skipped | | |\n");
+  }
+  pgh_stop();
   return 0;
 }

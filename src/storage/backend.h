@@ -194,6 +194,7 @@ typedef struct stead__backend_opts {
 /* Opens a backend from a spec string:
  *   "memory"
  *   "sqlite:PATH[?durability=full|normal&busy_timeout_ms=N]"
+ *   "postgres://..." or "postgresql://..." (options: storage/pg_backend.h)
  * The parent directory of PATH is created if missing. Errors: EINVAL (bad
  * spec or option), ENOTSUP (unknown backend), ESTORAGE / EIO (cannot open),
  * ECORRUPT (not a database, or a damaged one), ENOMEM. */
