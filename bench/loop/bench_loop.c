@@ -4,7 +4,12 @@
  * (filling a pre-filled queue is not counted; with a live producer the
  * producer's time is the loop's time). Prints a Markdown table.
  *
- * Usage: bench_loop [messages]   (default 1,000,000)
+ * The second table is the durable event-sourced object (runtime + SQLite
+ * with durability=full in a temporary directory): messages per second
+ * through stead_register_program's journal, and the time to activate an
+ * object whose journal holds 10,000 entries, with and without snapshots.
+ *
+ * Usage: bench_loop [messages [es-messages]]   (defaults 1,000,000; 20,000)
  */
 #include "stead.h"
 #include "util/util.h"
@@ -13,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 typedef struct model {
   uint64_t count, sum;
@@ -164,6 +170,143 @@ static void row(const char *name, enum mode mode, size_t per_tick, int with_cmd,
          best, (double)n / best, best * 1e9 / (double)n);
 }
 
+/* ---- durable event-sourced objects ----------------------------------- */
+
+static int e_update(void *mp, const void *msg, size_t len, stead_cmds *cmds, void *u) {
+  model *m = mp;
+  m->count++;
+  m->sum += len;
+  return 0;
+}
+
+static const char *const e_methods[] = {"add", NULL};
+static const char *const e_queries[] = {"get", NULL};
+
+/* A window of asynchronous calls: at most `cap` in flight. */
+typedef struct window {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int inflight, failed;
+  char why[256];
+} window;
+
+static void w_done(const stead_result *r, void *u) {
+  window *w = u;
+  pthread_mutex_lock(&w->mu);
+  w->inflight--;
+  if (r->status && w->failed++ == 0)
+    snprintf(w->why, sizeof w->why, "%s: %s", stead_errname(r->status),
+             r->message ? r->message : "");
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+}
+
+/* n calls of "add" spread over `objects` ids, `cap` in flight; seconds. */
+static double es_pump(stead_rt *rt, const char *cls, uint64_t n, int objects, int cap) {
+  window w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, ""};
+  int64_t t0 = stead__mono_ns();
+  for (uint64_t i = 0; i < n; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "o%d", (int)(i % (uint64_t)objects));
+    pthread_mutex_lock(&w.mu);
+    while (w.inflight >= cap)
+      pthread_cond_wait(&w.cv, &w.mu);
+    w.inflight++;
+    pthread_mutex_unlock(&w.mu);
+    int rc =
+        stead_call_async(rt, cls, id, "add", "0123456789abcdef", 16, 60000, w_done, &w);
+    if (rc)
+      die("call_async", rc);
+  }
+  pthread_mutex_lock(&w.mu);
+  while (w.inflight > 0)
+    pthread_cond_wait(&w.cv, &w.mu);
+  pthread_mutex_unlock(&w.mu);
+  if (w.failed) {
+    fprintf(stderr, "bench_loop: %d adds failed; the first: %s\n", w.failed, w.why);
+    exit(1);
+  }
+  return (double)(stead__mono_ns() - t0) / 1e9;
+}
+
+static void es_row(const char *name, uint64_t n, double secs) {
+  printf("| %-52s | %9llu | %8.3f | %12.0f | %9.1f |\n", name, (unsigned long long)n,
+         secs, (double)n / secs, secs * 1e6 / (double)n);
+}
+
+/* Best-of-5 time of the first call after a deactivation: activation
+ * (snapshot + replay) plus one query. */
+static double es_activation(stead_rt *rt, const char *cls, const char *id) {
+  double best = 1e9;
+  for (int rep = 0; rep < 5; rep++) {
+    int rc = stead_deactivate(rt, cls, id);
+    if (rc)
+      die("deactivate", rc);
+    int64_t t0 = stead__mono_ns();
+    if ((rc = stead_call(rt, cls, id, "get", NULL, 0, 60000, NULL, NULL)) != 0)
+      die("get", rc);
+    double s = (double)(stead__mono_ns() - t0) / 1e9;
+    if (s < best)
+      best = s;
+  }
+  return best;
+}
+
+static void es_bench(uint64_t n) {
+  char dir[] = "/tmp/stead-bench-es-XXXXXX";
+  if (!mkdtemp(dir))
+    die("mkdtemp", STEAD_EIO);
+  char spec[300];
+  snprintf(spec, sizeof spec, "sqlite:%s/db.sqlite?durability=full", dir);
+  stead_config cfg;
+  stead_config_init(&cfg);
+  cfg.storage = spec;
+  stead_rt *rt;
+  int rc = stead_open(&cfg, &rt);
+  if (rc)
+    die("open", rc);
+  static stead_es_class snap = {
+      .name = "es_snap",
+      .program = {.update = e_update, .encode = b_encode, .decode = b_decode},
+      .methods = e_methods,
+      .queries = e_queries,
+      .model_size = sizeof(model),
+      .model_version = 1,
+  };
+  static stead_es_class nosnap, snap2;
+  snap2 = snap;
+  snap2.name = "es_snap2";
+  nosnap = snap;
+  nosnap.name = "es_nosnap";
+  nosnap.snapshot_every = UINT32_MAX;
+  if ((rc = stead_register_program(rt, &snap)) ||
+      (rc = stead_register_program(rt, &nosnap)) ||
+      (rc = stead_register_program(rt, &snap2)))
+    die("register", rc);
+  printf("\n| %-52s | %9s | %8s | %12s | %9s |\n",
+         "event-sourced object, SQLite durability=full", "messages", "seconds",
+         "messages/s", "us/msg");
+  printf("|%s|%s|%s|%s|%s|\n", "------------------------------------------------------",
+         "-----------", "----------", "--------------", "-----------");
+  es_row("1 object, 1 call at a time (a sync per message)", n / 100,
+         es_pump(rt, "es_snap", n / 100, 1, 1));
+  es_row("1 object, 256 calls in flight", n, es_pump(rt, "es_snap", n, 1, 256));
+  es_row("64 objects, 1024 calls in flight", n, es_pump(rt, "es_snap", n, 64, 1024));
+  /* activation: 10,000 messages journaled on one object of each class */
+  es_pump(rt, "es_nosnap", 10000, 1, 256);
+  es_pump(rt, "es_snap2", 10000, 1, 256);
+  double t_nosnap = es_activation(rt, "es_nosnap", "o0");
+  double t_snap = es_activation(rt, "es_snap2", "o0");
+  printf("\n| %-52s | %12s |\n", "activation, journal of 10,000 entries",
+         "ms (best of 5)");
+  printf("|%s|%s|\n", "------------------------------------------------------",
+         "--------------");
+  printf("| %-52s | %12.2f |\n", "no snapshots: replay 10,000", t_nosnap * 1e3);
+  printf("| %-52s | %12.2f |\n", "snapshot every 100: decode + replay <= 100",
+         t_snap * 1e3);
+  stead_close(rt);
+}
+
 int main(int argc, char **argv) {
   uint64_t n = argc > 1 ? strtoull(argv[1], NULL, 10) : 1000000;
   if (n == 0)
@@ -178,5 +321,7 @@ int main(int argc, char **argv) {
   row("Batch of 100, pre-filled queue", BATCH, 100, 0, 0, n);
   row("Batch of 100, 1 command per message", BATCH, 100, 1, 0, n);
   row("Aggregate of 100 (load+batch+save, memstore)", AGGREGATE, 100, 0, 0, n / 10);
+  uint64_t es_n = argc > 2 ? strtoull(argv[2], NULL, 10) : 20000;
+  es_bench(es_n ? es_n : 20000);
   return 0;
 }

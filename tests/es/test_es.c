@@ -43,7 +43,8 @@ static int l_update(void *model, const void *msg, size_t len, stead_cmds *cmds, 
   if (stead_es_split(msg, len, &m, &arg, &alen))
     return stead_es_reject(cmds, "bad message");
   char buf[32] = {0};
-  memcpy(buf, arg, alen < 31 ? alen : 31);
+  if (alen)
+    memcpy(buf, arg, alen < 31 ? alen : 31);
   int64_t n = atoll(buf);
   if (strcmp(m, "dump") == 0)
     return stead_es_reply(cmds, l, sizeof *l);
