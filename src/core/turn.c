@@ -447,8 +447,10 @@ struct stead__gated {
   out_item *outbox;
   stead__buf reply;
   uint64_t gen;
-  int rc;        /* commit outcome, set by the committer's callback */
-  char why[600]; /* its message when rc != 0 */
+  char *alarm;      /* an alarm turn: the alarm's name (owned), else NULL */
+  uint32_t attempt; /* and the attempt it ran */
+  int rc;           /* commit outcome, set by the committer's callback */
+  char why[600];    /* its message when rc != 0 */
 };
 
 /* Commit outcome, on the committer thread, in submission order. Only the
@@ -465,6 +467,8 @@ static void gate_done(void *udata, stead__wset *ws, int rc) {
     rc = STEAD_ECANCELED;
   if (rc == 0) {
     stead__objstore_on_durable(a->store, ws);
+    if (ws->alarms_clear || ws->alarms.count)
+      stead__alarm_rt_committed(g->rt, ws);
   } else {
     if (rc == STEAD_ECANCELED)
       snprintf(g->why, sizeof g->why,
@@ -477,6 +481,10 @@ static void gate_done(void *udata, stead__wset *ws, int rc) {
     atomic_store(&a->state_stale, true);
   }
   g->rc = rc;
+  /* A fired alarm is done once its commit was notified; a failed commit
+   * leaves it stored, and the scheduler fires it again. */
+  if (g->alarm)
+    stead__alarm_rt_done(g->rt, a->crec->cls->name, a->id, g->alarm, g->attempt);
   stead__act_post_released(g->rt, a, g);
 }
 
@@ -500,6 +508,7 @@ void stead__release_gated(stead__gated *g) {
   }
   stead__call_unref(g->call);
   stead__buf_free(&g->reply);
+  free(g->alarm);
   free(g);
   atomic_fetch_sub(&a->commits_pending, 1);
   stead__inflight_done(rt);
@@ -525,6 +534,10 @@ static int gate(stead_ctx *ctx, stead__msg *m, stead__wset *ws) {
   g->outbox = ctx->out_head;
   g->reply = ctx->reply;
   g->deferred = ctx->deferring;
+  if (m && m->kind == STEAD__MSG_ALARM) {
+    g->alarm = stead__strdup(m->topic);
+    g->attempt = m->attempt;
+  }
   if (m && m->kind == STEAD__MSG_CALL && ctx->can_reply) {
     g->call = m->call;
     m->call = NULL;
@@ -651,6 +664,18 @@ static int body_method(stead_ctx *ctx, stead__msg *m) {
   return m->method->fn(ctx, m->payload, m->len);
 }
 
+/* The alarm is deleted in the turn's own write set first, so it goes
+ * atomically with what the handler does (which may set it again). */
+static int body_alarm(stead_ctx *ctx, stead__msg *m) {
+  const stead_class *cls = ctx->act->crec->cls;
+  if (!cls->on_alarm)
+    return stead_fail(ctx, "class \"%s\" has no on_alarm hook", cls->name);
+  int rc = stead__objstore_alarm_del(ctx->act->store, m->topic);
+  if (rc)
+    return stead_fail(ctx, "cannot consume alarm %s: %s", m->topic, stead_errmsg());
+  return cls->on_alarm(ctx, m->topic, m->payload, m->len, m->attempt);
+}
+
 static int body_activate(stead_ctx *ctx, stead__msg *m) {
   return ctx->act->crec->cls->on_activate(ctx);
 }
@@ -698,9 +723,18 @@ static void run_user_turn(stead_rt *rt, stead__act *a, stead__msg *m) {
              a->id, stead_errmsg());
     atomic_store(&a->state_stale, true);
     answer(m, STEAD_ESTORAGE, NULL, 0, why);
+    if (m->kind == STEAD__MSG_ALARM)
+      stead__alarm_rt_failed(rt, a->crec->cls->name, a->id, m->topic, m->attempt,
+                             m->payload, m->len);
     return;
   }
-  run_body(rt, a, m, body_method, why, sizeof why);
+  if (m->kind != STEAD__MSG_ALARM) {
+    run_body(rt, a, m, body_method, why, sizeof why);
+    return;
+  }
+  if (run_body(rt, a, m, body_alarm, why, sizeof why) != 0)
+    stead__alarm_rt_failed(rt, a->crec->cls->name, a->id, m->topic, m->attempt,
+                           m->payload, m->len);
 }
 
 /* Runs on_deactivate, waits for the object's commits, and drops its
@@ -769,6 +803,9 @@ static bool run_turn(stead_rt *rt, stead__act *a, stead__msg *m) {
     return false; /* the caller gave up (deadline); do not run it */
   if (atomic_load(&a->activated) || activate(rt, a, m) == 0)
     run_user_turn(rt, a, m);
+  else if (m->kind == STEAD__MSG_ALARM) /* could not activate: a failed try */
+    stead__alarm_rt_failed(rt, a->crec->cls->name, a->id, m->topic, m->attempt,
+                           m->payload, m->len);
   if (m->kind == STEAD__MSG_CONT)
     atomic_fetch_sub(&a->pins, 1);
   return false;
@@ -817,8 +854,11 @@ void stead__run_slice(stead_rt *rt, stead__act *a) {
   stead__stripe *s = &rt->stripes[a->stripe];
   for (int i = 0; i < rt->cfg.turns_per_slice; i++) {
     pthread_mutex_lock(&s->mu);
-    if (a->rel_head) {
-      /* Finished commits first: their replies are the oldest outputs. */
+    /* Finished commits first: their replies are the oldest outputs. More
+     * may be posted while we release (post_released sees sched set and
+     * does not requeue us), so loop until the list is empty under the
+     * lock: only then may the checks below clear sched. */
+    while (a->rel_head) {
       stead__gated *g = take_released(a);
       pthread_mutex_unlock(&s->mu);
       release_all(g);

@@ -387,6 +387,44 @@ static void test_telemetry_events(void **state) {
   assert_true(g_tel_load_start >= 1); /* the state record at activation */
 }
 
+typedef struct pipe_state {
+  stead_rt *rt;
+  _Atomic int started, done, failed;
+  int total;
+} pipe_state;
+
+/* Each completion starts the next call until `total` were started. */
+static void pipe_cb(const stead_result *r, void *u) {
+  pipe_state *p = u;
+  if (r->status)
+    atomic_fetch_add(&p->failed, 1);
+  if (atomic_fetch_add(&p->started, 1) < p->total)
+    stead_call_async(p->rt, "counter", "hot", "incr", NULL, 0, 30000, pipe_cb, p);
+  atomic_fetch_add(&p->done, 1);
+}
+
+static void test_pipelined_writes_to_one_object(void **state) {
+  /* Many gated turns of one object finishing while earlier ones are being
+   * released: every call must be answered (a lost wakeup once stranded
+   * replies here). */
+  char spec[400];
+  spec_path(spec, sizeof spec, "");
+  stead_rt *rt = open_rt(spec);
+  enum { WINDOW = 256 };
+  pipe_state p = {.rt = rt, .total = 20000};
+  atomic_store(&p.started, WINDOW);
+  for (int i = 0; i < WINDOW; i++)
+    assert_rc(stead_call_async(rt, "counter", "hot", "incr", NULL, 0, 30000, pipe_cb, &p),
+              0);
+  for (int i = 0; i < 60000 && atomic_load(&p.done) < p.total; i++)
+    test_sleep_ms(1);
+  assert_int_equal(atomic_load(&p.done), p.total);
+  assert_int_equal(atomic_load(&p.failed), 0);
+  stead_run_until_idle(rt);
+  assert_int_equal(call_num(rt, "hot", "get", NULL), p.total);
+  stead_close(rt);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_state_survives_restart, setup, teardown),
@@ -402,6 +440,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_storage_specs, setup, teardown),
       cmocka_unit_test_setup_teardown(test_schema_registration_checks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_telemetry_events, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_pipelined_writes_to_one_object, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
