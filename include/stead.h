@@ -168,6 +168,20 @@ typedef struct stead_config {
    * and how long a batch may wait to fill under load (default 1000 us). */
   int commit_max_batch;
   int commit_max_delay_us;
+  /* Alarms: how far ahead the scheduler keeps alarms in memory (default
+   * 60,000 ms; later ones stay on disk), how many fired alarm turns may be
+   * in flight at once (default 1,000: bounds the burst after a restart),
+   * and the retry policy of failing alarm turns: the n-th retry waits
+   * base * factor^n ms; after max_attempts tries in all the alarm is
+   * dead-lettered. Defaults 1,000 ms, 2.0, 6. 0 means the default. */
+  int64_t alarm_window_ms;
+  size_t alarm_max_inflight;
+  int64_t alarm_retry_base_ms;
+  double alarm_retry_factor;
+  uint32_t alarm_max_attempts;
+  /* 1: no scheduler thread; alarms fire only inside stead_alarms_fire_due,
+   * so tests with an injected clock are deterministic. Default 0. */
+  int alarm_manual;
   /* Storage telemetry (load/save/delete start/stop/error with durations).
    * Called on worker and committer threads; must be quick. Default none. */
   void (*telemetry)(const struct stead_telemetry_event *ev, void *udata);
@@ -242,6 +256,13 @@ typedef struct stead_class {
    * commit when it changed, rolled back when the turn fails. When set,
    * state_size must be 0 or schema->size. */
   const struct stead_schema *state_schema;
+  /* Optional: a durable alarm of the object is due (see "Alarms"). Runs
+   * as a turn; the alarm is deleted in this turn's commit unless the
+   * handler sets the same name again. Returning non-zero (or stead_fail)
+   * keeps the alarm and retries it later with backoff. `name` and `meta`
+   * are valid during the call; `attempt` counts earlier failed tries. */
+  int (*on_alarm)(stead_ctx *ctx, const char *name, const void *meta, size_t meta_len,
+                  uint32_t attempt);
   /* Optional: an event from the bus matching one of the object's
    * subscriptions (stead_subscribe), run as a turn. `topic` and `payload`
    * are valid during the call. */
@@ -435,6 +456,70 @@ int stead_sweep(stead_rt *rt, int64_t now_ms);
  * 0.0.4 into a buffer the caller frees with stead_free. Thread-safe.
  * Errors: ENOMEM. */
 int stead_metrics_text(stead_rt *rt, char **out, size_t *out_len);
+
+/* ======================================================================
+ * Alarms
+ *
+ * An object sets any number of named alarms, each with a due time (ms
+ * since the epoch, by the runtime's clock) and opaque meta bytes. Alarm
+ * changes are part of the turn's commit: a failed turn sets or cancels
+ * nothing. When an alarm is due, the class's on_alarm hook runs as a turn
+ * of the object (activating it if needed); one object's alarms fire in
+ * (time, name) order. The alarm is deleted in that turn's commit; a
+ * handler may set the same name again (recurring alarms). Delivery is at
+ * least once: if the turn fails or the process dies, the alarm fires again,
+ * after base * factor^attempt ms for failures (stead_config.alarm_retry_*);
+ * after the last attempt it is deleted, counted, and an event is emitted on
+ * the runtime's bus under STEAD_ALARM_DEAD_LETTER_TOPIC with the JSON
+ * payload {"class":..,"id":..,"alarm":..,"attempts":N}. Alarms due in the
+ * past fire at once; far-future ones stay on disk until their window.
+ * See docs/alarms.md.
+ * ====================================================================== */
+
+#define STEAD_MAX_ALARM_META (64 * 1024)
+#define STEAD_ALARM_DEAD_LETTER_TOPIC "stead.alarm.dead"
+
+/* One alarm, as listed. */
+typedef struct stead_alarm_info {
+  const char *name;
+  int64_t at_ms;
+  uint32_t attempt; /* failed tries so far */
+  const void *meta;
+  size_t meta_len;
+} stead_alarm_info;
+
+/* Sets (or replaces: upsert by name) an alarm of this turn's object.
+ * name: 1..128 bytes of UTF-8; meta: up to 64 KiB (copied; NULL with 0).
+ * Takes effect when the turn commits. Errors: EINVAL, ETOOBIG, ENOMEM,
+ * EMISUSE (outside a turn). */
+int stead_alarm_set(stead_ctx *ctx, const char *name, int64_t at_ms, const void *meta,
+                    size_t meta_len);
+
+/* Cancels one alarm (no error if there is none) or all of the object's
+ * alarms, when the turn commits. Errors: EINVAL, EMISUSE. */
+int stead_alarm_cancel(stead_ctx *ctx, const char *name);
+int stead_alarm_cancel_all(stead_ctx *ctx);
+
+/* Lists the object's alarms as this turn sees them (its own changes
+ * included), in (time, name) order. On 0, *out is an array of *n entries
+ * in one allocation freed with stead_free (NULL when *n is 0); names and
+ * metas point inside it. Errors: EINVAL, ESTORAGE, ENOMEM, EMISUSE. */
+int stead_alarm_list(stead_ctx *ctx, stead_alarm_info **out, size_t *n);
+
+/* From outside a turn: the object's committed alarms in (time, name)
+ * order, as stead_alarm_list returns them (a snapshot). Thread-safe.
+ * Errors: EINVAL, ETOOBIG, ESTORAGE, ENOMEM. */
+int stead_alarms_pending(stead_rt *rt, const char *cls, const char *id,
+                         stead_alarm_info **out, size_t *n);
+
+/* Test helper: fires every alarm due now by the runtime's clock (inject
+ * one with stead_config.clock and move it), waits until their turns and
+ * commits finished, and repeats while that made more alarms due. Returns
+ * how many alarm turns it fired, or a negative error. With alarm_manual
+ * set, this is the only way alarms fire, so the count is exact; otherwise
+ * the scheduler thread may fire some first. Not from a stead thread
+ * (EMISUSE). No sleeps needed in tests. */
+int stead_alarms_fire_due(stead_rt *rt);
 
 /* ======================================================================
  * Cluster: shard math and static host lists

@@ -116,6 +116,7 @@ typedef enum stead__msg_kind {
   STEAD__MSG_SEND,     /* one-way method call */
   STEAD__MSG_CONT,     /* continuation of a call made from a turn */
   STEAD__MSG_EVENT,    /* a bus event for an object's on_event */
+  STEAD__MSG_ALARM,    /* a due alarm: topic = its name, payload = meta */
   STEAD__MSG_HIBERNATE,
   STEAD__MSG_DEACTIVATE,
 } stead__msg_kind;
@@ -137,8 +138,9 @@ struct stead__msg {
   void *then_udata;
   int status;
   char *errmsg;
-  /* EVENT: the topic (owned). */
+  /* EVENT: the topic; ALARM: the alarm's name (owned). */
   char *topic;
+  uint32_t attempt; /* ALARM */
   /* DEACTIVATE requested by stead_deactivate: signalled when done. */
   stead__waiter *waiter;
   size_t len;
@@ -313,6 +315,19 @@ int stead__store_state_end(stead_rt *rt, stead__act *a, bool ok);
 int stead__store_metrics(stead_rt *rt, stead__buf *b);
 /* The runtime's backend (tests reach the failure injector through it). */
 stead__backend *stead__rt_backend(stead_rt *rt);
+
+/* Alarms (alarms.c). */
+int stead__alarm_rt_open(stead_rt *rt);
+void stead__alarm_rt_stop(stead_rt *rt);
+int stead__alarm_rt_metrics(stead_rt *rt, stead__buf *b);
+/* After a durable commit, on the committer thread, in commit order. */
+void stead__alarm_rt_committed(stead_rt *rt, const stead__wset *ws);
+void stead__alarm_rt_done(stead_rt *rt, const char *cls, const char *id, const char *name,
+                          uint32_t attempt);
+/* An alarm turn failed: record the next attempt or dead-letter it. */
+void stead__alarm_rt_failed(stead_rt *rt, const char *cls, const char *id,
+                            const char *name, uint32_t attempt, const void *meta,
+                            size_t meta_len);
 
 /* Lifecycle (lifecycle.c). */
 void stead__sweep_tick(void *rt);

@@ -42,6 +42,11 @@ void stead_config_init(stead_config *cfg) {
   cfg->max_write_set = STEAD_MAX_WRITE_SET;
   cfg->commit_max_batch = 1024;
   cfg->commit_max_delay_us = 1000;
+  cfg->alarm_window_ms = 60000;
+  cfg->alarm_max_inflight = 1000;
+  cfg->alarm_retry_base_ms = 1000;
+  cfg->alarm_retry_factor = 2.0;
+  cfg->alarm_max_attempts = 6;
   cfg->log_level = STEAD_LOG_INFO;
 }
 
@@ -508,6 +513,14 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
     }
     rt->nworkers++;
   }
+  if ((rc = stead__alarm_rt_open(rt)) != 0) {
+    stop_workers(rt);
+    stead__timerq_stop(&rt->timers);
+    stead__bus_rt_close(rt);
+    stead__store_close(rt);
+    rt_free(rt);
+    return rc;
+  }
   rt->sweep_timer.fn = stead__sweep_tick;
   rt->sweep_timer.arg = rt;
   stead__timer_arm(&rt->timers, &rt->sweep_timer, stead__mono_ns() + 100000000);
@@ -550,6 +563,8 @@ int stead_close(stead_rt *rt) {
   while (atomic_load(&rt->api_refs) > 0)
     sched_yield();
   stead__timer_cancel(&rt->timers, &rt->sweep_timer);
+  /* No alarm fires once closing: pending ones fire after the next open. */
+  stead__alarm_rt_stop(rt);
   /* Drain, answer deferred replies, deactivate; on_deactivate hooks may
    * send more messages, so repeat until nothing is left (bounded). */
   wait_idle(rt);

@@ -578,3 +578,97 @@ size_t stead__objstore_cache_bytes(stead__objstore *os) {
   pthread_mutex_unlock(&os->mu);
   return n;
 }
+
+/* ---- alarm listing -------------------------------------------------- */
+
+typedef struct alarm_collect {
+  stead__wset *acc; /* a scratch set: its alarm map holds the merged view */
+  int rc;
+} alarm_collect;
+
+static int alarm_collect_cb(void *u, const stead__alarm *a) {
+  alarm_collect *c = u;
+  c->rc =
+      stead__wset_alarm_set(c->acc, a->name, a->at_ms, a->attempt, a->meta, a->meta_len);
+  return c->rc;
+}
+
+/* Applies one set's alarm changes to the merged view. */
+static int alarm_overlay(stead__wset *acc, const stead__wset *ws) {
+  if (ws->alarms_clear)
+    stead__omap_clear(&acc->alarms);
+  for (stead__onode *e = stead__omap_seek(&ws->alarms, NULL, 0, STEAD__SEEK_GE); e;
+       e = stead__omap_seek(&ws->alarms, e->key, e->klen, STEAD__SEEK_GT)) {
+    if (e->flags & STEAD__TOMB) {
+      stead__omap_del(&acc->alarms, e->key, e->klen);
+    } else if (stead__omap_put(&acc->alarms, e->key, e->klen, e->val, e->vlen, 0) != 0) {
+      return STEAD_ENOMEM;
+    }
+  }
+  return 0;
+}
+
+typedef struct alarm_ref {
+  const stead__onode *n;
+  int64_t at;
+} alarm_ref;
+
+static int alarm_ref_cmp(const void *x, const void *y) {
+  const alarm_ref *a = x, *b = y;
+  if (a->at != b->at)
+    return a->at < b->at ? -1 : 1;
+  return stead__keycmp(a->n->key, a->n->klen, b->n->key, b->n->klen);
+}
+
+static void collect_refs(const stead__onode *n, alarm_ref *out, size_t *k) {
+  if (!n)
+    return;
+  collect_refs(n->left, out, k);
+  stead__alarm a;
+  stead__wset_alarm_decode(n, &a);
+  out[(*k)++] = (alarm_ref){n, a.at_ms};
+  collect_refs(n->right, out, k);
+}
+
+int stead__objstore_alarms_list(stead__objstore *os, stead__alarm_cb cb, void *u) {
+  stead__wset *acc = stead__wset_new(os->cls, os->id);
+  if (!acc)
+    return stead__err(STEAD_ENOMEM, "out of memory");
+  alarm_collect c = {acc, 0};
+  int rc = os->b->vt->alarms_list(os->b, os->cls, os->id, alarm_collect_cb, &c);
+  if (rc == 0 && c.rc)
+    rc = c.rc;
+  pthread_mutex_lock(&os->mu);
+  for (size_t i = 0; rc == 0 && i < os->nfl; i++)
+    rc = alarm_overlay(acc, os->fl[i]);
+  pthread_mutex_unlock(&os->mu);
+  if (rc == 0 && os->in_turn && os->pending)
+    rc = alarm_overlay(acc, os->pending);
+  alarm_ref *refs = NULL;
+  size_t k = 0;
+  if (rc == 0 && acc->alarms.count) {
+    refs = malloc(acc->alarms.count * sizeof *refs);
+    if (!refs)
+      rc = stead__err(STEAD_ENOMEM, "out of memory");
+    else
+      collect_refs(acc->alarms.root, refs, &k);
+  }
+  if (rc == 0) {
+    qsort(refs, k, sizeof *refs, alarm_ref_cmp);
+    for (size_t i = 0; i < k && rc == 0; i++) {
+      stead__alarm a;
+      char name[STEAD__MAX_NAME + 1];
+      size_t nl = refs[i].n->klen < sizeof name - 1 ? refs[i].n->klen : sizeof name - 1;
+      memcpy(name, refs[i].n->key, nl);
+      name[nl] = 0;
+      stead__wset_alarm_decode(refs[i].n, &a);
+      a.cls = os->cls;
+      a.id = os->id;
+      a.name = name;
+      rc = cb(u, &a);
+    }
+  }
+  free(refs);
+  stead__wset_unref(acc);
+  return rc;
+}

@@ -81,6 +81,11 @@ int stead__objstore_alarm_set(stead__objstore *os, const char *name, int64_t at_
                               uint32_t attempt, const void *meta, size_t meta_len);
 int stead__objstore_alarm_del(stead__objstore *os, const char *name);
 int stead__objstore_alarms_clear(stead__objstore *os);
+/* The object's alarms as this turn sees them -- stored, changed by
+ * in-flight sets, and changed by the open turn -- in (at, name) order.
+ * cb as in backend.h; a non-zero return stops and is returned. Errors:
+ * ESTORAGE, ENOMEM, or cb's code. Works outside a turn too. */
+int stead__objstore_alarms_list(stead__objstore *os, stead__alarm_cb cb, void *u);
 
 /* Commit outcomes, from the committer's callback. on_failed returns the
  * number of later sets it cancelled. Sets this store does not know (e.g.
