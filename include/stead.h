@@ -1290,6 +1290,19 @@ int stead_state_set_string(char **field, const char *s);
  * ENOMEM (the field is unchanged). */
 int stead_state_set_bytes(stead_bytes *field, const void *data, size_t len);
 
+/* The schema of a registered class, or NULL (ENOCLASS; ENOTFOUND when the
+ * class has none). Owned by the class. Thread-safe. */
+const stead_schema *stead_class_schema(stead_rt *rt, const char *cls);
+
+/* From outside a turn: the object's committed state struct (defaults if it
+ * never stored one), in a struct the caller frees with
+ * stead_object_state_free. A snapshot: turns still committing are not in
+ * it. For inspection (the server's GET of an object); change state only
+ * through turns. Errors: EINVAL, ETOOBIG, ENOCLASS, ENOTSUP (the class has
+ * no schema), ECORRUPT, ESTORAGE, ENOMEM. Thread-safe. */
+int stead_object_state(stead_rt *rt, const char *cls, const char *id, void **out);
+void stead_object_state_free(stead_rt *rt, const char *cls, void *st);
+
 /* ======================================================================
  * Storage inside a turn
  *

@@ -247,3 +247,54 @@ int stead__store_metrics(stead_rt *rt, stead__buf *b) {
                           (unsigned long long)cum);
   return rc ? STEAD_ENOMEM : 0;
 }
+
+const stead_schema *stead_class_schema(stead_rt *rt, const char *cls) {
+  const stead__class_rec *c = rt && cls ? stead__class_find(rt, cls) : NULL;
+  if (!c) {
+    stead__err(STEAD_ENOCLASS, "no class \"%s\"", cls ? cls : "(null)");
+    return NULL;
+  }
+  if (!c->cls->state_schema)
+    stead__err(STEAD_ENOTFOUND, "class \"%s\" has no state schema", cls);
+  return c->cls->state_schema;
+}
+
+int stead_object_state(stead_rt *rt, const char *cls, const char *id, void **out) {
+  if (!rt || !out)
+    return stead__err(STEAD_EINVAL, "runtime or out is NULL");
+  *out = NULL;
+  int rc;
+  if ((rc = stead__check_name("class name", cls)) ||
+      (rc = stead__check_utf8("id", id, STEAD__MAX_ID)))
+    return rc;
+  const stead_schema *sc = stead_class_schema(rt, cls);
+  if (!sc)
+    return stead__class_find(rt, cls) ? STEAD_ENOTSUP : STEAD_ENOCLASS;
+  void *st = calloc(1, sc->size);
+  if (!st)
+    return stead__err(STEAD_ENOMEM, "out of memory");
+  void *rec = NULL;
+  size_t len = 0;
+  rc = rt->backend->vt->get(rt->backend, cls, id, STEAD__NS_STATE, "", 0, &rec, &len);
+  if (rc == STEAD_ENOTFOUND)
+    rc = stead_state_init(sc, st);
+  else if (rc == 0)
+    rc = stead__state_decode(sc, rec, len, st);
+  free(rec);
+  if (rc) {
+    stead_state_release(sc, st);
+    free(st);
+    return rc;
+  }
+  *out = st;
+  return 0;
+}
+
+void stead_object_state_free(stead_rt *rt, const char *cls, void *st) {
+  if (!st)
+    return;
+  const stead__class_rec *c = rt && cls ? stead__class_find(rt, cls) : NULL;
+  if (c && c->cls->state_schema)
+    stead_state_release(c->cls->state_schema, st);
+  free(st);
+}

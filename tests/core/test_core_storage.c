@@ -425,6 +425,33 @@ static void test_pipelined_writes_to_one_object(void **state) {
   stead_close(rt);
 }
 
+static int noop(stead_ctx *ctx, const void *arg, size_t len) {
+  return 0;
+}
+
+static void test_object_state_from_outside(void **state) {
+  stead_rt *rt = open_rt("memory");
+  static const stead_method nm[] = {{"noop", noop}, {NULL, NULL}};
+  static const stead_class plain = {.name = "plain", .methods = nm};
+  assert_rc(stead_register(rt, &plain), 0);
+  call_num(rt, "s", "incr", "41");
+  call_num(rt, "s", "incr", NULL);
+  void *st = NULL;
+  assert_rc(stead_object_state(rt, "counter", "s", &st), 0);
+  assert_int_equal(((counter *)st)->count, 42);
+  assert_int_equal(((counter *)st)->last_at, atomic_load(&g_clock.now_ms));
+  stead_object_state_free(rt, "counter", st);
+  assert_rc(stead_object_state(rt, "counter", "never", &st), 0); /* defaults */
+  assert_int_equal(((counter *)st)->count, 0);
+  assert_string_equal(((counter *)st)->note, "new");
+  stead_object_state_free(rt, "counter", st);
+  assert_rc(stead_object_state(rt, "nope", "s", &st), STEAD_ENOCLASS);
+  assert_rc(stead_object_state(rt, "plain", "s", &st), STEAD_ENOTSUP);
+  assert_null(stead_class_schema(rt, "plain"));
+  assert_ptr_equal(stead_class_schema(rt, "counter"), &counter_schema);
+  stead_close(rt);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_state_survives_restart, setup, teardown),
@@ -442,6 +469,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_telemetry_events, setup, teardown),
       cmocka_unit_test_setup_teardown(test_pipelined_writes_to_one_object, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_object_state_from_outside, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
