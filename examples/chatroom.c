@@ -8,6 +8,9 @@
  * history is one reverse listing. Keys older than the last HISTORY are
  * deleted in the turn that posts, so a room's storage stays bounded.
  *
+ * Malformed bodies and room ids that cannot be a topic segment fail with
+ * STEAD_EINVAL (HTTP 400) and a message saying what is wrong.
+ *
  * "post" emits chat.{room}.message through the transactional emit: the
  * event leaves only once the message is durably stored, and a failed post
  * publishes nothing. A room id therefore has to be one topic segment (no
@@ -46,12 +49,14 @@ static int read_seq(stead_ctx *ctx, unsigned long long *seq) {
 static const char *field(stead_ctx *ctx, json_t *o, const char *name, size_t max) {
   json_t *v = json_object_get(o, name);
   if (!json_is_string(v)) {
-    stead_fail(ctx, "post needs {\"user\":U,\"text\":T}: \"%s\" must be a string", name);
+    stead_fail_code(ctx, STEAD_EINVAL,
+                    "post needs {\"user\":U,\"text\":T}: \"%s\" must be a string", name);
     return NULL;
   }
   size_t len = json_string_length(v);
   if (len == 0 || len > max) {
-    stead_fail(ctx, "\"%s\" must be 1..%zu bytes, got %zu", name, max, len);
+    stead_fail_code(ctx, STEAD_EINVAL, "\"%s\" must be 1..%zu bytes, got %zu", name, max,
+                    len);
     return NULL;
   }
   return json_string_value(v);
@@ -63,24 +68,27 @@ static int chat_post(stead_ctx *ctx, const void *arg, size_t len) {
   if (strchr(room, '.') ||
       snprintf(topic, sizeof topic, "chat.%s.message", room) >= (int)sizeof topic ||
       stead_topic_validate(topic) != 0)
-    return stead_fail(ctx,
-                      "room id \"%s\" cannot be a topic segment (no '.', '*', spaces, "
-                      "control characters; at most %d bytes)",
-                      room, STEAD_TOPIC_MAX_LEN - 13);
+    return stead_fail_code(
+        ctx, STEAD_EINVAL,
+        "room id \"%s\" cannot be a topic segment (no '.', '*', spaces, "
+        "control characters; at most %d bytes)",
+        room, STEAD_TOPIC_MAX_LEN - 13);
   json_error_t jerr;
   json_t *in = json_loadb(arg, len, 0, &jerr);
   if (!in)
-    return stead_fail(ctx, "post body is not valid JSON: %s (at byte %d)", jerr.text,
-                      jerr.position);
+    return stead_fail_code(ctx, STEAD_EINVAL,
+                           "post body is not valid JSON: %s (at byte %d)", jerr.text,
+                           jerr.position);
   if (!json_is_object(in)) {
     json_decref(in);
-    return stead_fail(ctx, "post needs a JSON object {\"user\":U,\"text\":T}");
+    return stead_fail_code(ctx, STEAD_EINVAL,
+                           "post needs a JSON object {\"user\":U,\"text\":T}");
   }
   const char *user = field(ctx, in, "user", MAX_USER);
   const char *text = user ? field(ctx, in, "text", MAX_TEXT) : NULL;
   if (!text) {
     json_decref(in);
-    return STEAD_EHANDLER;
+    return STEAD_EINVAL;
   }
   unsigned long long seq;
   int rc = read_seq(ctx, &seq);

@@ -7,6 +7,8 @@
  *   get        replies the count.
  *   reset      sets the count to 0 and replies 0.
  *
+ * A malformed body fails with STEAD_EINVAL (HTTP 400).
+ *
  * The struct is saved in the turn's commit only when it changed, and the
  * reply waits for that commit, so an acknowledged increment survives a
  * crash of the process.
@@ -72,7 +74,8 @@ static int increment(stead_ctx *ctx, const void *arg, size_t len) {
   counter *c = stead_state(ctx);
   int64_t n;
   if (parse_amount(arg, len, &n) != 0)
-    return stead_fail(ctx, "increment takes a JSON integer (or an empty body for 1)");
+    return stead_fail_code(ctx, STEAD_EINVAL,
+                           "increment takes a JSON integer (or an empty body for 1)");
   if ((n > 0 && c->count > INT64_MAX - n) || (n < 0 && c->count < INT64_MIN - n))
     return stead_fail(ctx, "count would overflow: %" PRId64 " + %" PRId64, c->count, n);
   c->count += n;

@@ -8,9 +8,8 @@
 
 int stead_examples_register(stead_rt *rt) {
   static const stead_class *const all[] = {
-      &stead_example_echo,
-      &stead_example_counter,
-      &stead_example_chatroom,
+      &stead_example_echo,        &stead_example_counter,  &stead_example_chatroom,
+      &stead_example_ratelimiter, &stead_example_reminder,
   };
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
     int rc = stead_register(rt, all[i]);

@@ -39,6 +39,24 @@ extern const stead_es_class stead_example_account;
  * cannot post. */
 extern const stead_class stead_example_chatroom;
 
+/* Class "ratelimiter" (ratelimiter.c): a fixed-window limiter per id in a
+ * state struct (requests, window_start, window_ms, limit). "check" takes
+ * {"limit":N} (0..2^40) or {"limit":N,"window_ms":M} (10..604800000,
+ * default 60000) and replies the JSON string "allowed" (counted) or
+ * "rate_limited". The first check of a window sets the alarm "reset" at
+ * its end; the alarm's turn starts the next window and re-arms only if the
+ * window just ended had checks, so idle objects stop ticking. Bad bodies
+ * fail with STEAD_EINVAL. */
+extern const stead_class stead_example_ratelimiter;
+
+/* Class "reminder" (reminder.c): named one-shot alarms. "schedule" takes
+ * {"name":S,"in_ms":N,"meta":{...}} (meta optional) and replies
+ * {"name":S,"at_ms":T}; "cancel" takes {"name":S} and replies
+ * {"name":S,"canceled":bool}; "fired" replies {"S":times_fired,...},
+ * counted in storage by the alarm's own turn. Bad bodies fail with
+ * STEAD_EINVAL (meta over 64 KiB: STEAD_ETOOBIG). */
+extern const stead_class stead_example_reminder;
+
 /* Registers every example class on `rt`. 0, or the first failing
  * stead_register's error (EEXIST if one was already registered). */
 int stead_examples_register(stead_rt *rt);

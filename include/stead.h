@@ -1606,6 +1606,33 @@ int stead_unsubscribe(stead_ctx *ctx, const char *pattern);
  * EMISUSE, ESTORAGE, ENOMEM. */
 int stead_subscriptions(stead_ctx *ctx, char ***out, size_t *n);
 
+/* ======================================================================
+ * Failing a turn with a code
+ *
+ * stead_fail always reports STEAD_EHANDLER ("the handler failed"). A
+ * handler that rejects its argument -- a malformed body, a value out of
+ * range -- is not failing: the caller is at fault, and should be told so
+ * with a code it can act on. The HTTP gateway maps the code as for any
+ * other error (EINVAL -> 400, ENOTFOUND -> 404, ETOOBIG -> 413...).
+ * ====================================================================== */
+
+/* Fails the current turn like stead_fail, but the caller receives `code`
+ * (a negative STEAD_E* code) instead of STEAD_EHANDLER, with the
+ * printf-style message (at most 1 KiB kept). A code >= 0 means
+ * STEAD_EHANDLER. Use EINVAL for a malformed argument, ETOOBIG for one
+ * over a limit, ENOTFOUND, ECONFLICT or EREJECTED as they fit; avoid the
+ * retryable codes (ETIMEDOUT, EOVERLOAD, ESTORAGE, ENOTOWNER), which tell
+ * the caller to try the same request again. Effects are discarded as with
+ * stead_fail; in on_alarm the alarm is retried whatever the code. Returns
+ * the code reported (for `return stead_fail_code(ctx, STEAD_EINVAL,
+ * "...")`). ctx NULL: returns the code and does nothing. Worker thread
+ * only (inside the turn that ctx belongs to). */
+int stead_fail_code(stead_ctx *ctx, int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 #ifdef __cplusplus
 }
 #endif

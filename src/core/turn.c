@@ -128,6 +128,23 @@ int stead__ctx_fail_code(stead_ctx *ctx, int code, const char *fmt, ...) {
   return code;
 }
 
+/* The public form of stead__ctx_fail_code (same behaviour; kept separate
+ * so modules' internal failures and handlers' API stay independently
+ * documented). */
+int stead_fail_code(stead_ctx *ctx, int code, const char *fmt, ...) {
+  if (code >= 0)
+    code = STEAD_EHANDLER;
+  if (!ctx)
+    return code;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt ? fmt : "handler failed", ap);
+  va_end(ap);
+  ctx->failed = true;
+  ctx->fail_code = code;
+  return code;
+}
+
 /* ---- outbox --------------------------------------------------------- */
 
 static void out_free(out_item *o) {

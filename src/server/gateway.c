@@ -25,6 +25,7 @@
 #include "server/gateway.h"
 
 #include "server/httpmetrics.h"
+#include "server/render.h"
 #include "server/route.h"
 #include "server/sse.h"
 #include "util/util.h"
@@ -212,23 +213,73 @@ static enum MHD_Result do_cluster(req *r) {
   return send_json(r, 200, j);
 }
 
+/* The "state" member of GET object: the committed state struct rendered
+ * by its schema, or null when the class declares none. 0 or a STEAD_E*
+ * code with the message in msg. */
+static int object_state(stead_rt *rt, const char *cls, const char *id, json_t **out,
+                        char *msg, size_t msg_len) {
+  *out = NULL;
+  const stead_schema *schema = stead_class_schema(rt, cls);
+  if (!schema) { /* ENOTFOUND: no schema (ENOCLASS was ruled out before) */
+    *out = json_null();
+    return 0;
+  }
+  void *st = NULL;
+  int rc = stead_object_state(rt, cls, id, &st);
+  if (rc < 0) {
+    snprintf(msg, msg_len, "reading the state of %s/%s: %s", cls, id, stead_errmsg());
+    return rc;
+  }
+  *out = stead__state_json(schema, st);
+  stead_object_state_free(rt, cls, st);
+  return *out ? 0 : STEAD_ENOMEM;
+}
+
+/* The "alarms" member: the object's committed alarms in (time, name)
+ * order. */
+static int object_alarms(stead_rt *rt, const char *cls, const char *id, json_t **out,
+                         char *msg, size_t msg_len) {
+  stead_alarm_info *al = NULL;
+  size_t n = 0;
+  *out = NULL;
+  int rc = stead_alarms_pending(rt, cls, id, &al, &n);
+  if (rc < 0) {
+    snprintf(msg, msg_len, "reading the alarms of %s/%s: %s", cls, id, stead_errmsg());
+    return rc;
+  }
+  *out = stead__alarms_json(al, n);
+  stead_free(al);
+  return *out ? 0 : STEAD_ENOMEM;
+}
+
+/* GET /v1/objects/{class}/{id}: what the object has durably, read from
+ * storage without activating it (so looking at an object never wakes it
+ * or delays its turns). A snapshot: turns still committing are not in it. */
 static enum MHD_Result do_object(req *r) {
+  stead_rt *rt = r->gw->rt;
+  const char *cls = r->route.cls, *id = r->route.id;
   if (!gate_enter(r->gw))
     return send_error(r, 503, STEAD_ECLOSED,
                       "the server is not serving objects (starting or "
                       "shutting down)");
-  int rc = stead_is_active(r->gw->rt, r->route.cls, r->route.id);
-  char msg[512];
-  snprintf(msg, sizeof msg, "%s", stead_errmsg());
-  gate_leave(r->gw);
+  char msg[1600] = "out of memory rendering the object";
+  json_t *state = NULL, *alarms = NULL;
+  int active = stead_is_active(rt, cls, id);
+  int rc = active < 0 ? active : 0;
   if (rc < 0)
+    snprintf(msg, sizeof msg, "%s", stead_errmsg());
+  if (rc == 0)
+    rc = object_state(rt, cls, id, &state, msg, sizeof msg);
+  if (rc == 0)
+    rc = object_alarms(rt, cls, id, &alarms, msg, sizeof msg);
+  gate_leave(r->gw);
+  if (rc < 0) {
+    json_decref(state);
+    json_decref(alarms);
     return send_error(r, 0, rc, msg);
-  /* TODO(storage, alarms): add "state" (the object's stored keys or state
-   * struct) and "alarms" (pending alarms) once those modules expose a
-   * read-only view from outside a turn. Until then only activation is
-   * reported; nothing here is guessed. */
-  json_t *j = json_pack("{s:s,s:s,s:b}", "class", r->route.cls, "id", r->route.id,
-                        "active", rc == 1);
+  }
+  json_t *j = json_pack("{s:s,s:s,s:b,s:o,s:o}", "class", cls, "id", id, "active",
+                        active == 1, "state", state, "alarms", alarms);
   return send_json(r, 200, j);
 }
 

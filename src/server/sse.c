@@ -23,6 +23,8 @@
  */
 #include "server/sse.h"
 
+#include "server/render.h"
+
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -68,44 +70,13 @@ void stead__sse_free(stead__sse *s) {
   free(s);
 }
 
-static const char b64[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *base64(const unsigned char *p, size_t n) {
-  char *out = malloc((n + 2) / 3 * 4 + 1), *o = out;
-  if (!out)
-    return NULL;
-  for (size_t i = 0; i < n; i += 3) {
-    uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0) |
-                 (i + 2 < n ? p[i + 2] : 0);
-    *o++ = b64[v >> 18 & 63];
-    *o++ = b64[v >> 12 & 63];
-    *o++ = i + 1 < n ? b64[v >> 6 & 63] : '=';
-    *o++ = i + 2 < n ? b64[v & 63] : '=';
-  }
-  *o = 0;
-  return out;
-}
-
 /* The event as one compact JSON line (malloc'd), or NULL on OOM. */
 static char *event_json(const char *topic, const void *p, size_t len) {
   json_t *j = json_object();
-  json_t *v = len ? json_loadb(p, len, JSON_DECODE_ANY, NULL) : json_null();
-  const char *key = "payload";
-  char *enc = NULL;
-  if (!v)
-    v = json_stringn(p, len); /* NULL unless UTF-8 */
-  if (!v && (enc = base64(p, len)) != NULL) {
-    v = json_string(enc);
-    key = "payload_base64";
-  }
-  free(enc);
   char *s = NULL;
-  if (j && v && json_object_set_new(j, "topic", json_string(topic)) == 0 &&
-      json_object_set_new(j, key, v) == 0)
+  if (j && json_object_set_new(j, "topic", json_string(topic)) == 0 &&
+      stead__json_set_bytes(j, "payload", p, len) == 0)
     s = json_dumps(j, JSON_COMPACT);
-  else
-    json_decref(v);
   json_decref(j);
   return s;
 }

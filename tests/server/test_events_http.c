@@ -167,13 +167,13 @@ static void test_chatroom_across_restart(void **state) {
   }
   assert_true(sse_wait(&c, "\"topic\":\"chat.lobby.message\""));
   assert_true(sse_wait(&c, "\"text\":\"m3\""));
-  /* Bad bodies fail with a message and post nothing. */
+  /* Bad bodies are the caller's fault (400) with a message; nothing is posted. */
   assert_int_equal(post(&s, "/v1/objects/chatroom/lobby/post", "{\"user\":\"a\"", &r),
-                   500);
+                   400);
   assert_non_null(strstr(r.body, "not valid JSON"));
   resp_free(&r);
   assert_int_equal(post(&s, "/v1/objects/chatroom/lobby/post", "{\"user\":\"a\"}", &r),
-                   500);
+                   400);
   assert_non_null(strstr(r.body, "\\\"text\\\" must be a string"));
   resp_free(&r);
   assert_int_equal(srv_stop(&s, SIGTERM, 10000), 0);

@@ -87,7 +87,8 @@ static void test_echo(void **state) {
   assert_int_equal(
       http(&S, "GET", "/v1/objects/echo/a%2Fb%20%C3%A9", NULL, 0, NULL, NULL, &r), 200);
   assert_string_equal(r.body,
-                      "{\"class\":\"echo\",\"id\":\"a/b \xC3\xA9\",\"active\":true}");
+                      "{\"class\":\"echo\",\"id\":\"a/b \xC3\xA9\",\"active\":true,"
+                      "\"state\":null,\"alarms\":[]}");
   resp_free(&r);
 }
 
@@ -101,7 +102,8 @@ static void test_send_and_get(void **state) {
   assert_int_equal(
       http(&S, "GET", "/v1/objects/echo/never-called", NULL, 0, NULL, NULL, &r), 200);
   assert_string_equal(r.body,
-                      "{\"class\":\"echo\",\"id\":\"never-called\",\"active\":false}");
+                      "{\"class\":\"echo\",\"id\":\"never-called\",\"active\":false,"
+                      "\"state\":null,\"alarms\":[]}");
   resp_free(&r);
   post_expect("/v1/objects/nosuch/x/m?mode=send", "", 0, 404, "ENOCLASS");
   post_expect("/v1/objects/echo/x/echo?mode=maybe", "", 0, 400, "EINVAL");
