@@ -166,6 +166,7 @@ void stead__node_opts_init(stead__node_opts *o) {
   o->acquire_retry_ms = 250;
   o->heartbeat_ms = 1000;
   o->config_wait_ms = 10000;
+  o->delivery_threads = 4;
 }
 
 /* ---------------------------------------------------------------------
@@ -968,8 +969,9 @@ static int check_opts(const stead__node_opts *o) {
   if (o->renew_ms < 0 || o->renew_ms >= o->lease_ttl_ms)
     return stead__err(STEAD_EINVAL, "renew_ms (%d) must be below lease_ttl_ms (%d)",
                       o->renew_ms, o->lease_ttl_ms);
-  if (o->acquire_retry_ms <= 0 || o->config_wait_ms <= 0)
-    return stead__err(STEAD_EINVAL, "acquire_retry_ms and config_wait_ms must be > 0");
+  if (o->acquire_retry_ms <= 0 || o->config_wait_ms <= 0 || o->delivery_threads < 0)
+    return stead__err(STEAD_EINVAL, "acquire_retry_ms and config_wait_ms must be > 0, "
+                                    "delivery_threads >= 0");
   if (!o->rt.handle || !o->rt.drain || !o->rt.lost)
     return stead__err(STEAD_EINVAL, "the runtime must provide handle, drain and lost");
   return 0;
@@ -1040,6 +1042,7 @@ static int start_transport(stead__node *n, const stead__node_opts *o) {
   stead__nats_opts_init(&no);
   no.url = o->nats_url;
   no.name = o->node_id;
+  no.delivery_pool = o->delivery_threads;
   int rc = stead__nats_open(&no, &n->t);
   if (rc != 0)
     return rc;

@@ -94,6 +94,10 @@ typedef struct stead__node_opts {
   int expire_ms;            /* default 3 x heartbeat */
   const char *static_hosts; /* non-NULL: fixed member list, no heartbeats */
   size_t max_payload;       /* envelope payload limit; 0 = default (4 MiB) */
+  /* NATS delivery threads (nats.c's process-wide pool, which only grows)
+   * shared by every subscription of the node, instead of a thread per
+   * shard subject. Default 4. */
+  int delivery_threads;
   /* How long open waits for the deployment record's lock (another node
    * creating or checking it). Default 10000. */
   int config_wait_ms;
