@@ -112,6 +112,7 @@ struct stead__node {
   stead__nats_sub *anchor; /* keeps the transport's memory until the end */
   stead__members *m;
   int64_t ttl_ms, renew_ns, retry_ns;
+  int64_t settle_until_ns; /* no acquire before: let the live set fill first */
   size_t max_payload;
   stead__node_runtime rt;
 
@@ -565,12 +566,15 @@ static int64_t manage_shard(stead__node *n, uint32_t s) {
   if (st->state != SH_FREE) {
     if (stead__mono_ns() >= st->renew_at_ns)
       renew(n, s);
-  } else if (n->want[s] && stead__mono_ns() >= st->retry_at_ns) {
+  } else if (n->want[s] && stead__mono_ns() >= st->retry_at_ns &&
+             stead__mono_ns() >= n->settle_until_ns) {
     acquire(n, s);
   }
   if (st->state != SH_FREE)
     return st->renew_at_ns < st->valid_until_ns ? st->renew_at_ns : st->valid_until_ns;
-  return n->want[s] ? st->retry_at_ns : INT64_MAX;
+  if (!n->want[s])
+    return INT64_MAX;
+  return st->retry_at_ns > n->settle_until_ns ? st->retry_at_ns : n->settle_until_ns;
 }
 
 static void *manager_main(void *arg) {
@@ -1033,6 +1037,11 @@ static stead__node *node_alloc(const stead__node_opts *o) {
   n->ttl_ms = o->lease_ttl_ms;
   n->renew_ns = ms_to_ns(o->renew_ms ? o->renew_ms : o->lease_ttl_ms / 3);
   n->retry_ns = ms_to_ns(o->acquire_retry_ms);
+  /* A node that just started sees only itself until the peers' next
+   * heartbeats; acquiring then would grab every free shard only to drain
+   * most of them a moment later. */
+  if (!o->static_hosts)
+    n->settle_until_ns = stead__mono_ns() + 2 * ms_to_ns(o->heartbeat_ms);
   n->max_payload = o->max_payload ? o->max_payload : STEAD__ENV_DEFAULT_MAX_PAYLOAD;
   return n;
 }
@@ -1132,6 +1141,12 @@ void stead__node_close(stead__node *n) {
   n->m = NULL;
   pthread_mutex_lock(&n->mu);
   n->leaving = 1;
+  /* Hints name the next owner, never this node. */
+  size_t k = 0;
+  for (size_t i = 0; i < n->nlive; i++)
+    if (strcmp(n->live[i], n->node_id) != 0)
+      n->live[k++] = n->live[i];
+  n->nlive = k;
   n->paused = 0;
   kick_locked(n);
   while (n->has_mgr && busy_locked(n))

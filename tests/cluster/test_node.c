@@ -424,7 +424,7 @@ static void on_result(int status, const stead__env *reply, void *udata) {
   result *r = udata;
   r->status = status;
   r->had_reply = reply != NULL;
-  if (reply && reply->payload_len < sizeof r->payload) {
+  if (reply && reply->payload && reply->payload_len < sizeof r->payload) {
     memcpy(r->payload, reply->payload, reply->payload_len);
     r->payload[reply->payload_len] = 0;
   }
