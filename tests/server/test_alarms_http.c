@@ -9,12 +9,16 @@
  * Alarms fire on the server's scheduler thread, so the tests poll (GET or
  * a read-only method) with a deadline instead of sleeping a fixed time.
  */
+/* strcasestr: _GNU_SOURCE comes from the build flags */
+#include <arpa/inet.h>
 #include <curl/curl.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -241,12 +245,52 @@ static void test_restart_keeps_state_and_pending_alarms(void **state) {
   assert_int_equal(srv_stop(&s, SIGTERM, 10000), 0);
 }
 
+/* Reads one HTTP response (headers + Content-Length body) from fd. */
+static int read_response(int fd, char *buf, size_t n) {
+  size_t got = 0;
+  while (got + 1 < n) {
+    ssize_t k = recv(fd, buf + got, n - 1 - got, 0);
+    if (k <= 0)
+      return -1;
+    got += (size_t)k;
+    buf[got] = 0;
+    const char *end = strstr(buf, "\r\n\r\n"), *cl = strcasestr(buf, "content-length:");
+    if (end && cl && got >= (size_t)(end + 4 - buf) + (size_t)atoi(cl + 15))
+      return 0;
+  }
+  return -1;
+}
+
+/* GET routes keep the connection open: two requests on one socket, no
+ * "Connection: close" (libmicrohttpd closes after an answer queued before
+ * the request is complete, which made every GET a new TCP connection). */
+static void test_get_keeps_connection_alive(void **state) {
+  srv s;
+  assert_int_equal(srv_start(&s, NULL), 0);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)s.port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+  const char *paths[] = {"/healthz", "/v1/objects/counter/k", "/metrics", "/healthz"};
+  for (int i = 0; i < 4; i++) {
+    char req[256], buf[1 << 16];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", paths[i]);
+    assert_int_equal(send(fd, req, (size_t)n, 0), n);
+    assert_int_equal(read_response(fd, buf, sizeof buf), 0);
+    assert_non_null(strstr(buf, "HTTP/1.1 200"));
+    assert_null(strcasestr(buf, "connection: close"));
+  }
+  close(fd);
+  assert_int_equal(srv_stop(&s, SIGTERM, 10000), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_ratelimiter_window_reset),
       cmocka_unit_test(test_reminder_schedule_cancel_fired),
       cmocka_unit_test(test_get_object),
       cmocka_unit_test(test_restart_keeps_state_and_pending_alarms),
+      cmocka_unit_test(test_get_keeps_connection_alive),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
