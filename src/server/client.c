@@ -38,7 +38,7 @@ const char *stead__cli_usage(void) {
          "  serve                         run a node (stead serve --help)\n"
          "  call CLASS ID METHOD [ARG]    call a method, print its reply\n"
          "  send CLASS ID METHOD [ARG]    queue a one-way message\n"
-         "  get CLASS ID                  show an object's status\n"
+         "  get CLASS ID                  show an object: active, state, alarms\n"
          "  emit TOPIC JSON               publish an event on the bus\n"
          "\n"
          "ARG is sent as the method's argument: JSON is sent as application/json,\n"
