@@ -682,7 +682,24 @@ static void test_routing(void **state) {
   int handled = atomic_load(&a.f->handled) + atomic_load(&bn.f->handled) +
                 atomic_load(&c.f->handled);
   assert_int_equal(handled, 61);
-  tn_close(&c);
+
+  /* A graceful leave drains and releases: the others take its shards
+   * without waiting for the ttl. */
+  int64_t t0 = stead__mono_ms();
+  stead__node_close(c.n);
+  c.n = NULL;
+  tnode *two[] = {&a, &bn};
+  converge(two, 2, S, 8000);
+  int64_t took = stead__mono_ms() - t0;
+  fprintf(stderr, "  leave: ownership settled in %lld ms (ttl %d)\n", (long long)took,
+          TTL_MS);
+  assert_true(took < TTL_MS);
+  assert_int_equal(c.f->losts, 0);
+  assert_true(c.f->drains > 0);
+  assert_int_equal(c.f->drains, c.f->releases);
+  assert_int_equal(c.f->acquires, c.f->releases);
+  fake_free(c.f);
+  stead__backend_close(c.b);
   tn_close(&bn);
   tn_close(&a);
 }
@@ -987,6 +1004,48 @@ static void test_static_hosts(void **state) {
   tn_close(&a);
 }
 
+/* The database goes away: renewals fail, every shard is lost by its ttl
+ * (nothing can be fenced-checked, so nothing may be claimed); when it
+ * comes back the node takes its shards again with new epochs. Runs last:
+ * it restarts the server. */
+static void test_database_down(void **state) {
+  if (!pgh_server.started) {
+    skip();
+  }
+  const uint32_t S = 4;
+  tnode a;
+  tn_open(&a, "tdown", "d-a", S);
+  tnode *one[] = {&a};
+  converge(one, 1, S, 8000);
+  uint64_t before[S];
+  for (uint32_t s = 0; s < S; s++)
+    assert_int_equal(stead__node_owner_epoch(a.n, s, &before[s]), 0);
+  int64_t t0 = stead__mono_ms();
+  assert_int_equal(pgh_pg_stop("fast"), 0);
+  for (int i = 0; i < 4000; i++) {
+    pthread_mutex_lock(&a.f->mu);
+    int n = a.f->losts;
+    pthread_mutex_unlock(&a.f->mu);
+    if (n == (int)S)
+      break;
+    sleep_ms(1);
+  }
+  int64_t waited = stead__mono_ms() - t0;
+  assert_int_equal(a.f->losts, S);
+  assert_true(waited <= TTL_MS + 500);
+  for (uint32_t s = 0; s < S; s++)
+    assert_false(stead__node_owns(a.n, s));
+  assert_int_equal(pgh_pg_start(), 0);
+  converge(one, 1, S, 10000);
+  for (uint32_t s = 0; s < S; s++) {
+    uint64_t e;
+    assert_int_equal(stead__node_owner_epoch(a.n, s, &e), 0);
+    assert_true(e > before[s]);
+  }
+  assert_int_equal(a.f->violations, 0);
+  tn_close(&a);
+}
+
 int main(void) {
   int rc = pgh_start(0);
   if (rc)
@@ -1001,6 +1060,7 @@ int main(void) {
       cmocka_unit_test(test_malformed),
       cmocka_unit_test(test_lease_loss_and_fencing),
       cmocka_unit_test(test_static_hosts),
+      cmocka_unit_test(test_database_down),
   };
   rc = cmocka_run_group_tests_name("cluster_node", tests, NULL, NULL);
   natsrv_stop(&nsrv);
