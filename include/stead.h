@@ -522,6 +522,51 @@ int stead_alarms_pending(stead_rt *rt, const char *cls, const char *id,
 int stead_alarms_fire_due(stead_rt *rt);
 
 /* ======================================================================
+ * Timers (in memory)
+ *
+ * Beside durable alarms, an activation can run cheap timers: `fn` runs as a
+ * turn of the object after delay_ms (stead_timer_after) or every period_ms
+ * (stead_timer_every). A timer starts when the turn that created it
+ * commits (a failed turn starts none), never overlaps the object's other
+ * turns, and dies with the activation: when the object is deactivated
+ * (idle, LRU, close) its timers stop and are not restored. Ticks count as
+ * activity, so an object with a periodic timer is not deactivated for
+ * being idle. A tick that meets a full mailbox is lost (counted in
+ * stead_timer_ticks_dropped_total); a periodic timer keeps its period.
+ * Use alarms for anything that must happen; use timers for work that only
+ * makes sense while the object is in memory (flushing a buffer, polling).
+ * With stead_config.alarm_manual set, timers fire only in
+ * stead_timers_fire_due, by the runtime's (injectable) clock.
+ * ====================================================================== */
+
+#define STEAD_MAX_TIMER_MS ((int64_t)366 * 24 * 3600 * 1000)
+
+/* A timer callback: runs as a turn, with the ctx of that turn. Its return
+ * value and stead_fail work as in a handler (a failed tick is logged; a
+ * periodic timer keeps running). */
+typedef int (*stead_timer_fn)(stead_ctx *ctx, void *udata);
+
+/* Starts a one-shot or periodic timer on this turn's object. `udata` is
+ * passed through untouched (the caller owns it; it must stay valid while
+ * the timer can fire: typically it points into stead_state()). On 0, *id
+ * (may be NULL) receives the timer's id for stead_timer_cancel. Errors:
+ * EINVAL (NULL fn, delay or period out of 0..STEAD_MAX_TIMER_MS, period
+ * 0 for stead_timer_every), ENOMEM, EMISUSE (outside a turn). */
+int stead_timer_after(stead_ctx *ctx, int64_t delay_ms, stead_timer_fn fn, void *udata,
+                      uint64_t *id);
+int stead_timer_every(stead_ctx *ctx, int64_t period_ms, stead_timer_fn fn, void *udata,
+                      uint64_t *id);
+
+/* Stops a timer of this turn's object at once (a tick already queued does
+ * not run). Errors: ENOTFOUND, EMISUSE. */
+int stead_timer_cancel(stead_ctx *ctx, uint64_t id);
+
+/* Test helper (alarm_manual only, else EMISUSE): runs every timer due by
+ * the runtime's clock, waits for the turns, repeats while more fell due.
+ * Returns the number of ticks fired. Not from a stead thread. */
+int stead_timers_fire_due(stead_rt *rt);
+
+/* ======================================================================
  * Cluster: shard math and static host lists
  *
  * Pure functions: every node computes the same answers from the same

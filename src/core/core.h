@@ -117,6 +117,7 @@ typedef enum stead__msg_kind {
   STEAD__MSG_CONT,     /* continuation of a call made from a turn */
   STEAD__MSG_EVENT,    /* a bus event for an object's on_event */
   STEAD__MSG_ALARM,    /* a due alarm: topic = its name, payload = meta */
+  STEAD__MSG_TIMER,    /* a tick of an in-memory timer (timer_id) */
   STEAD__MSG_HIBERNATE,
   STEAD__MSG_DEACTIVATE,
 } stead__msg_kind;
@@ -140,7 +141,8 @@ struct stead__msg {
   char *errmsg;
   /* EVENT: the topic; ALARM: the alarm's name (owned). */
   char *topic;
-  uint32_t attempt; /* ALARM */
+  uint32_t attempt;  /* ALARM */
+  uint64_t timer_id; /* TIMER */
   /* DEACTIVATE requested by stead_deactivate: signalled when done. */
   stead__waiter *waiter;
   size_t len;
@@ -185,7 +187,8 @@ struct stead__act {
   atomic_int commits_pending;
   /* A commit of this object failed: reload the state struct first. */
   atomic_bool state_stale;
-  stead_deferred *deferred; /* open deferred replies */
+  stead_deferred *deferred;  /* open deferred replies */
+  struct stead__tmr *timers; /* in-memory timers (timers.c) */
   /* Continuations and deferred replies outstanding: the object must stay. */
   atomic_int pins;
   size_t id_len;
@@ -220,10 +223,12 @@ struct stead_rt {
   pthread_mutex_t classes_mu;
   stead__class_rec classes[STEAD__MAX_CLASSES];
   atomic_size_t nclasses;
-  int64_t min_idle_ms; /* smallest non-zero hibernate/shutdown timeout */
+  /* Smallest non-zero hibernate/shutdown timeout; read by the sweep. */
+  _Atomic int64_t min_idle_ms;
 
   stead__stripe stripes[STEAD__STRIPES];
-  atomic_size_t nacts;
+  atomic_size_t nacts;   /* table records (activated or about to be) */
+  atomic_size_t nactive; /* activated objects */
 
   /* run queue */
   pthread_mutex_t rq_mu;
@@ -328,6 +333,15 @@ void stead__alarm_rt_done(stead_rt *rt, const char *cls, const char *id, const c
 void stead__alarm_rt_failed(stead_rt *rt, const char *cls, const char *id,
                             const char *name, uint32_t attempt, const void *meta,
                             size_t meta_len);
+
+/* Timers (timers.c). */
+stead__act *stead__ctx_act(stead_ctx *ctx);
+void *stead__timer_lookup(stead__act *a, uint64_t tid);
+int stead__timer_run(stead_ctx *ctx, void *rec);
+void stead__timer_after_tick(stead__act *a, uint64_t tid);
+void stead__timers_act_end(stead__act *a);
+void stead__timers_rt_free(stead_rt *rt);
+int stead__timers_rt_metrics(stead_rt *rt, stead__buf *b);
 
 /* Lifecycle (lifecycle.c). */
 void stead__sweep_tick(void *rt);

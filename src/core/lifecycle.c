@@ -48,10 +48,11 @@ static bool idle(const stead__act *a) {
 /* One stripe's sweep; returns the number of deactivations queued. */
 static int sweep_stripe(stead_rt *rt, stead__stripe *s, int64_t now_ms) {
   int n = 0;
+  int64_t min_idle = atomic_load(&rt->min_idle_ms);
   pthread_mutex_lock(&s->mu);
   for (stead__act *a = s->lru_head; a; a = a->lru_next) {
     int64_t idle_ms = now_ms - a->last_used;
-    if (idle_ms < rt->min_idle_ms)
+    if (idle_ms < min_idle)
       break; /* everyone after this one is younger */
     if (!idle(a))
       continue;
@@ -68,7 +69,7 @@ static int sweep_stripe(stead_rt *rt, stead__stripe *s, int64_t now_ms) {
 }
 
 int stead__sweep_at(stead_rt *rt, int64_t now_ms) {
-  if (rt->min_idle_ms == 0)
+  if (atomic_load(&rt->min_idle_ms) == 0)
     return 0;
   int n = 0;
   for (int i = 0; i < STEAD__STRIPES; i++)

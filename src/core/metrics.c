@@ -55,8 +55,8 @@ int stead_metrics_text(stead_rt *rt, char **out, size_t *out_len) {
   rc |= counter(&b, "stead_continuations_total",
                 "Replies delivered as continuation turns.", &m->conts);
   rc |= stead__metric_header(&b, "stead_activations", "gauge", "Activations in memory.");
-  rc |=
-      stead__metric_value(&b, "stead_activations", NULL, (double)atomic_load(&rt->nacts));
+  rc |= stead__metric_value(&b, "stead_activations", NULL,
+                            (double)atomic_load(&rt->nactive));
   rc |=
       counter(&b, "stead_activations_total", "Objects activated.", &m->activations_total);
   rc |= counter(&b, "stead_activation_failures_total", "on_activate failures.",
@@ -75,6 +75,7 @@ int stead_metrics_text(stead_rt *rt, char **out, size_t *out_len) {
   rc |= stead__store_metrics(rt, &b);
   rc |= stead__bus_rt_metrics(rt, &b);
   rc |= stead__alarm_rt_metrics(rt, &b);
+  rc |= stead__timers_rt_metrics(rt, &b);
   if (rc) {
     stead__buf_free(&b);
     return stead__err(STEAD_ENOMEM, "out of memory rendering metrics");

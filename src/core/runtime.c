@@ -142,9 +142,11 @@ static int check_class(const stead_class *cls, size_t *nmethods) {
   return 0;
 }
 
+/* Called under classes_mu: a plain load-then-store is enough. */
 static void note_idle_timeout(stead_rt *rt, int64_t ms) {
-  if (ms > 0 && (rt->min_idle_ms == 0 || ms < rt->min_idle_ms))
-    rt->min_idle_ms = ms;
+  int64_t cur = atomic_load(&rt->min_idle_ms);
+  if (ms > 0 && (cur == 0 || ms < cur))
+    atomic_store(&rt->min_idle_ms, ms);
 }
 
 int stead_register(stead_rt *rt, const stead_class *cls) {
@@ -427,6 +429,7 @@ static void rt_free(stead_rt *rt) {
     free(s->buckets);
     pthread_mutex_destroy(&s->mu);
   }
+  stead__timers_rt_free(rt);
   free(rt->workers);
   free(rt->storage_spec);
   pthread_mutex_destroy(&rt->classes_mu);
@@ -594,7 +597,7 @@ void **stead__rt_slot(stead_rt *rt, int which) {
 }
 
 size_t stead_active_count(stead_rt *rt) {
-  return rt ? atomic_load(&rt->nacts) : 0;
+  return rt ? atomic_load(&rt->nactive) : 0;
 }
 
 int stead_run_until_idle(stead_rt *rt) {

@@ -59,9 +59,10 @@ int stead__bus_rt_metrics(stead_rt *rt, struct stead__buf *b);
 void stead__es_rt_close(stead_rt *rt);
 /* Per-runtime module state slots, owned by the modules. */
 void **stead__rt_slot(stead_rt *rt, int which);
-#define STEAD__SLOT_BUS   0
-#define STEAD__SLOT_ALARM 1
-#define STEAD__SLOT_ES    2
-#define STEAD__SLOTS      8
+#define STEAD__SLOT_BUS    0
+#define STEAD__SLOT_ALARM  1
+#define STEAD__SLOT_ES     2
+#define STEAD__SLOT_TIMERS 3
+#define STEAD__SLOTS       8
 
 #endif

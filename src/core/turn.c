@@ -58,6 +58,10 @@ struct stead__objstore *stead__ctx_store(stead_ctx *ctx) {
   return ctx && ctx->act ? ctx->act->store : NULL;
 }
 
+stead__act *stead__ctx_act(stead_ctx *ctx) {
+  return ctx ? ctx->act : NULL;
+}
+
 stead_rt *stead__ctx_rt(stead_ctx *ctx) {
   return ctx ? ctx->rt : NULL;
 }
@@ -693,6 +697,11 @@ static int body_alarm(stead_ctx *ctx, stead__msg *m) {
   return cls->on_alarm(ctx, m->topic, m->payload, m->len, m->attempt);
 }
 
+static int body_timer(stead_ctx *ctx, stead__msg *m) {
+  void *rec = stead__timer_lookup(ctx->act, m->timer_id);
+  return rec ? stead__timer_run(ctx, rec) : 0;
+}
+
 static int body_activate(stead_ctx *ctx, stead__msg *m) {
   return ctx->act->crec->cls->on_activate(ctx);
 }
@@ -728,6 +737,7 @@ static int activate(stead_rt *rt, stead__act *a, stead__msg *m) {
     }
   }
   atomic_store(&a->activated, true);
+  atomic_fetch_add(&rt->nactive, 1);
   a->hibernated = false;
   stead__counter_add(&rt->m.activations_total, 1);
   return 0;
@@ -743,6 +753,11 @@ static void run_user_turn(stead_rt *rt, stead__act *a, stead__msg *m) {
     if (m->kind == STEAD__MSG_ALARM)
       stead__alarm_rt_failed(rt, a->crec->cls->name, a->id, m->topic, m->attempt,
                              m->payload, m->len);
+    return;
+  }
+  if (m->kind == STEAD__MSG_TIMER) {
+    run_body(rt, a, m, body_timer, why, sizeof why);
+    stead__timer_after_tick(a, m->timer_id);
     return;
   }
   if (m->kind != STEAD__MSG_ALARM) {
@@ -762,6 +777,7 @@ static void deactivate(stead_rt *rt, stead__act *a) {
     char why[1024];
     run_body(rt, a, NULL, body_deactivate, why, sizeof why);
   }
+  stead__timers_act_end(a);
   /* Every commit of the object must be finished and released before its
    * store goes: wait for the committer, then release here. */
   if (atomic_load(&a->commits_pending) > 0) {
@@ -770,6 +786,7 @@ static void deactivate(stead_rt *rt, stead__act *a) {
   }
   stead__store_deactivate(rt, a);
   atomic_store(&a->activated, false);
+  atomic_fetch_sub(&rt->nactive, 1);
   stead__counter_add(&rt->m.deactivations_total, 1);
 }
 
@@ -818,6 +835,10 @@ static bool run_turn(stead_rt *rt, stead__act *a, stead__msg *m) {
     return run_system(rt, a, m);
   if (m->kind == STEAD__MSG_CALL && m->call && atomic_load(&m->call->done))
     return false; /* the caller gave up (deadline); do not run it */
+  /* A tick never activates: its timer died with an earlier activation. */
+  if (m->kind == STEAD__MSG_TIMER &&
+      (!atomic_load(&a->activated) || !stead__timer_lookup(a, m->timer_id)))
+    return false;
   if (atomic_load(&a->activated) || activate(rt, a, m) == 0)
     run_user_turn(rt, a, m);
   else if (m->kind == STEAD__MSG_ALARM) /* could not activate: a failed try */

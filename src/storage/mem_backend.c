@@ -276,7 +276,8 @@ static int mem_alarms_list(stead__backend *b, const char *cls, const char *id,
   if (!rc) {
     for (size_t i = 0; i < cnt; i++)
       arr[i].name = (const char *)names.data + (uintptr_t)arr[i].name;
-    qsort(arr, cnt, sizeof *arr, by_at_name);
+    if (cnt) /* qsort(NULL, 0) is undefined */
+      qsort(arr, cnt, sizeof *arr, by_at_name);
     for (size_t i = 0; i < cnt && !rc; i++)
       rc = cb(u, &arr[i]);
   }

@@ -654,7 +654,8 @@ int stead__objstore_alarms_list(stead__objstore *os, stead__alarm_cb cb, void *u
       collect_refs(acc->alarms.root, refs, &k);
   }
   if (rc == 0) {
-    qsort(refs, k, sizeof *refs, alarm_ref_cmp);
+    if (k) /* qsort(NULL, 0) is undefined */
+      qsort(refs, k, sizeof *refs, alarm_ref_cmp);
     for (size_t i = 0; i < k && rc == 0; i++) {
       stead__alarm a;
       char name[STEAD__MAX_NAME + 1];
