@@ -16,6 +16,7 @@
 #include "util/util.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +33,9 @@ struct stead__objstore {
   stead__wset **fl;
   size_t nfl, capfl;
   stead__omap cache;
-  uint64_t gen;
+  /* Written under mu; atomic so turn_begin and gen() can read it without
+   * taking the lock on every turn. */
+  _Atomic uint64_t gen;
 };
 
 int stead__objstore_new(stead__backend *b, const char *cls, const char *id,
@@ -85,9 +88,7 @@ int stead__objstore_turn_begin(stead__objstore *os) {
   if (os->in_turn)
     return stead__err(STEAD_EMISUSE, "a storage turn is already open");
   os->in_turn = 1;
-  pthread_mutex_lock(&os->mu);
-  os->turn_gen = os->gen;
-  pthread_mutex_unlock(&os->mu);
+  os->turn_gen = atomic_load(&os->gen);
   return 0;
 }
 
@@ -541,10 +542,7 @@ int stead__objstore_on_failed(stead__objstore *os, stead__wset *ws) {
 }
 
 uint64_t stead__objstore_gen(stead__objstore *os) {
-  pthread_mutex_lock(&os->mu);
-  uint64_t g = os->gen;
-  pthread_mutex_unlock(&os->mu);
-  return g;
+  return atomic_load(&os->gen);
 }
 
 size_t stead__objstore_inflight(stead__objstore *os) {
