@@ -17,40 +17,6 @@
 
 #include <string.h>
 
-/* Length of the UTF-8 sequence starting at s (1..4) or 0 if malformed;
- * check_utf8 in util validates whole strings, here we need it per byte
- * position to report where a topic goes wrong. */
-static size_t utf8_len(const unsigned char *s, size_t avail) {
-  unsigned c = s[0];
-  size_t n;
-  unsigned cp;
-  if (c < 0x80)
-    return 1;
-  if ((c & 0xE0) == 0xC0) {
-    n = 2;
-    cp = c & 0x1F;
-  } else if ((c & 0xF0) == 0xE0) {
-    n = 3;
-    cp = c & 0x0F;
-  } else if ((c & 0xF8) == 0xF0) {
-    n = 4;
-    cp = c & 0x07;
-  } else {
-    return 0;
-  }
-  if (avail < n)
-    return 0;
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xC0) != 0x80)
-      return 0;
-    cp = (cp << 6) | (s[i] & 0x3F);
-  }
-  static const unsigned min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < min_cp[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-    return 0;
-  return n;
-}
-
 static int check_segment(const char *what, const char *s, size_t start, size_t end,
                          int is_pattern) {
   if (end == start)
@@ -107,7 +73,7 @@ int stead__topic_split(const char *s, int is_pattern, size_t max_len, size_t max
                         c, i);
     if (c == ' ')
       return stead__err(STEAD_EINVAL, "%s has a space at byte %zu", what, i);
-    size_t k = utf8_len(u + i, strnlen(s + i, 4));
+    size_t k = stead__utf8_seq(u + i, strnlen(s + i, 4));
     if (k == 0)
       return stead__err(STEAD_EINVAL, "%s is not valid UTF-8 at byte %zu", what, i);
     if (i + k > max_len)

@@ -61,25 +61,6 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Copies `n` strings into one NULL-terminated allocation. */
-static char **pack(char *const *names, size_t n) {
-  size_t total = (n + 1) * sizeof(char *);
-  for (size_t i = 0; i < n; i++)
-    total += strlen(names[i]) + 1;
-  char **block = malloc(total);
-  if (!block)
-    return NULL;
-  char *w = (char *)(block + n + 1);
-  for (size_t i = 0; i < n; i++) {
-    size_t l = strlen(names[i]) + 1;
-    memcpy(w, names[i], l);
-    block[i] = w;
-    w += l;
-  }
-  block[n] = NULL;
-  return block;
-}
-
 /* ---------------------------------------------------------------------
  * Heartbeats in.
  * ------------------------------------------------------------------- */
@@ -201,7 +182,7 @@ static char **changed_set(stead__members *m, size_t *n) {
   int same = m->reported && m->nlive == *n;
   for (size_t i = 0; same && i < *n; i++)
     same = strcmp(names[i], m->live[i]) == 0;
-  char **set = same ? NULL : pack(names, *n);
+  char **set = same ? NULL : stead__strv_pack(names, *n);
   free(names);
   return set;
 }
@@ -307,7 +288,7 @@ static int open_heartbeat(stead__nats *t, const stead__members_opts *o,
   m->expire_ns = (int64_t)(o->expire_ms ? o->expire_ms : 3 * o->heartbeat_ms) * 1000000;
   int rc = stead__nats_members_subject(m->subject, sizeof m->subject, o->deployment);
   /* Snapshots before the first report already see this node. */
-  m->live = pack(&m->node_id, 1);
+  m->live = stead__strv_pack(&m->node_id, 1);
   m->nlive = 1;
   if (rc == 0 && !m->live)
     rc = stead__err(STEAD_ENOMEM, "out of memory opening membership");
@@ -373,7 +354,7 @@ int stead__members_snapshot(stead__members *m, char ***nodes, size_t *n) {
     return stead__err(STEAD_EINVAL, "arguments must not be NULL");
   pthread_mutex_lock(&m->mu);
   size_t count = m->nlive;
-  char **copy = pack(m->live, count);
+  char **copy = stead__strv_pack(m->live, count);
   pthread_mutex_unlock(&m->mu);
   if (!copy)
     return stead__err(STEAD_ENOMEM, "out of memory copying the live set");

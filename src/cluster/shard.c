@@ -276,25 +276,6 @@ static int expand_item(const host_item *it, char ***names, size_t *n) {
   return 0;
 }
 
-/* Packs the names into one block: the pointer array, then the strings. */
-static char **pack_names(char **names, size_t n) {
-  size_t total = (n + 1) * sizeof(char *);
-  for (size_t i = 0; i < n; i++)
-    total += strlen(names[i]) + 1;
-  char **block = malloc(total);
-  if (!block)
-    return NULL;
-  char *w = (char *)(block + n + 1);
-  for (size_t i = 0; i < n; i++) {
-    size_t l = strlen(names[i]) + 1;
-    memcpy(w, names[i], l);
-    block[i] = w;
-    w += l;
-  }
-  block[n] = NULL;
-  return block;
-}
-
 int stead_hosts_expand(const char *spec, char ***out, size_t *count) {
   if (!out || !count)
     return stead__err(STEAD_EINVAL, "out and count must not be NULL");
@@ -322,7 +303,7 @@ int stead_hosts_expand(const char *spec, char ***out, size_t *count) {
     p = comma + 1;
   }
   if (rc == 0) {
-    *out = pack_names(names, n);
+    *out = stead__strv_pack(names, n);
     if (!*out)
       rc = stead__err(STEAD_ENOMEM, "out of memory expanding the host list");
     else

@@ -37,9 +37,7 @@ int64_t stead__coarse_wall_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Returns the length of the UTF-8 sequence at s (1..4), or 0 if invalid.
- * Rejects overlong forms, surrogates and code points past U+10FFFF. */
-static size_t utf8_seq(const unsigned char *s, size_t avail) {
+size_t stead__utf8_seq(const unsigned char *s, size_t avail) {
   unsigned c = s[0];
   if (c < 0x80)
     return 1;
@@ -81,7 +79,7 @@ int stead__check_utf8(const char *what, const char *s, size_t max_len) {
                       max_len);
   const unsigned char *p = (const unsigned char *)s;
   for (size_t i = 0; i < len;) {
-    size_t n = utf8_seq(p + i, len - i);
+    size_t n = stead__utf8_seq(p + i, len - i);
     if (n == 0)
       return stead__err(STEAD_EINVAL, "%s is not valid UTF-8 (byte %zu)", what, i);
     i += n;
@@ -181,4 +179,22 @@ void stead__buf_free(stead__buf *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->cap = 0;
+}
+
+char **stead__strv_pack(char *const *strs, size_t n) {
+  size_t total = (n + 1) * sizeof(char *);
+  for (size_t i = 0; i < n; i++)
+    total += strlen(strs[i]) + 1;
+  char **block = malloc(total);
+  if (!block)
+    return NULL;
+  char *w = (char *)(block + n + 1);
+  for (size_t i = 0; i < n; i++) {
+    size_t l = strlen(strs[i]) + 1;
+    memcpy(w, strs[i], l);
+    block[i] = w;
+    w += l;
+  }
+  block[n] = NULL;
+  return block;
 }

@@ -45,6 +45,15 @@ int64_t stead__coarse_wall_ms(void);
  * names `what` ("id", "method"). */
 int stead__check_utf8(const char *what, const char *s, size_t max_len);
 
+/* Length (1..4) of the valid UTF-8 sequence at s, given `avail` bytes,
+ * or 0 if malformed (overlong forms, surrogates and code points past
+ * U+10FFFF included). */
+size_t stead__utf8_seq(const unsigned char *s, size_t avail);
+
+/* Copies n strings into one allocation: a NULL-terminated pointer array
+ * followed by the strings. Freed with one free(). NULL on OOM. */
+char **stead__strv_pack(char *const *strs, size_t n);
+
 /* 0 if `s` is a name: 1..STEAD__MAX_NAME bytes of [A-Za-z0-9_.-]. */
 int stead__check_name(const char *what, const char *s);
 
