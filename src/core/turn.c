@@ -888,8 +888,13 @@ void stead__drain_released(stead_rt *rt, stead__act *a) {
   release_all(g);
 }
 
+/* A finished message is reported done (stead__inflight_done) only once
+ * the object's scheduling state is settled -- the next message taken, or
+ * sched cleared -- so that stead_run_until_idle never returns while the
+ * object still looks busy to an idle sweep. */
 void stead__run_slice(stead_rt *rt, stead__act *a) {
   stead__stripe *s = &rt->stripes[a->stripe];
+  bool owed = false; /* the previous message's inflight_done */
   for (int i = 0; i < rt->cfg.turns_per_slice; i++) {
     pthread_mutex_lock(&s->mu);
     /* Finished commits first: their replies are the oldest outputs. More
@@ -916,6 +921,8 @@ void stead__run_slice(stead_rt *rt, stead__act *a) {
       pthread_mutex_unlock(&s->mu);
       if (freed)
         stead__act_free(a);
+      if (owed)
+        stead__inflight_done(rt);
       return;
     }
     a->head = m->next;
@@ -923,11 +930,14 @@ void stead__run_slice(stead_rt *rt, stead__act *a) {
       a->tail = NULL;
     a->queued--;
     pthread_mutex_unlock(&s->mu);
+    if (owed) /* m keeps the count above zero */
+      stead__inflight_done(rt);
     bool freed = run_turn(rt, a, m);
     stead__msg_free(m);
-    stead__inflight_done(rt);
+    owed = true;
     if (freed) {
       stead__act_free(a);
+      stead__inflight_done(rt);
       return;
     }
   }
@@ -940,6 +950,8 @@ void stead__run_slice(stead_rt *rt, stead__act *a) {
     a->sched = false;
   }
   pthread_mutex_unlock(&s->mu);
+  if (owed)
+    stead__inflight_done(rt);
 }
 
 /* ---- messages ------------------------------------------------------- */

@@ -622,7 +622,12 @@ int stead__gw_start(const stead__gw_config *cfg, stead__gw **out) {
   gw->shards = cfg->shards;
   gw->log = cfg->log;
   atomic_init(&gw->state, GW_STARTING);
-  unsigned flags = MHD_USE_AUTO | MHD_USE_INTERNAL_POLLING_THREAD |
+  /* poll(), not epoll: libmicrohttpd 0.9.75's MHD_quiesce_daemon races its
+   * epoll workers over removing the listen socket and can abort the
+   * process (MHD_PANIC "Failed to remove listen FD from epoll set") --
+   * seen here at shutdown under ASan. Graceful drain needs quiesce, so
+   * the gateway uses poll(); docs/http.md records the trade-off. */
+  unsigned flags = MHD_USE_POLL | MHD_USE_INTERNAL_POLLING_THREAD |
                    MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
   /* The logger goes first so MHD reports option errors through it. */
   gw->mhd = MHD_start_daemon(
