@@ -170,8 +170,8 @@ static int open_runtime(const stead__serve_opts *o, stead__logger *lg, stead_rt 
   cfg.log = stead__log_sink;
   cfg.log_udata = lg;
   cfg.log_level = o->log_level;
-  cfg.durability =
-      strcmp(o->durability, "normal") == 0 ? STEAD_DURABILITY_NORMAL : STEAD_DURABILITY_FULL;
+  cfg.durability = strcmp(o->durability, "normal") == 0 ? STEAD_DURABILITY_NORMAL
+                                                        : STEAD_DURABILITY_FULL;
   char sqlite[4200];
   snprintf(sqlite, sizeof sqlite, "sqlite:%s/stead.db", o->data);
   int is_sqlite = strcmp(o->storage, "sqlite") == 0;
