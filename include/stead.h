@@ -1510,6 +1510,17 @@ typedef struct stead_es_class {
   /* As in stead_class: hibernate / deactivate after this long idle. */
   int64_t hibernate_after_ms;
   int64_t shutdown_after_ms;
+  /* Batch mode: a turn whose message (of a journaled method) is accepted
+   * also takes up to batch_max - 1 further messages of journaled methods
+   * queued right behind it, applies them in order, and commits them all
+   * in one write set; every caller still gets its own reply, released
+   * after that commit. It stops at anything else queued (a query, a
+   * command's turn, ...), which keeps everything in order. A rejected
+   * message in a batch fails only its own call and is not journaled; the
+   * model is rebuilt (as this turn sees storage) and the batch goes on.
+   * If the turn's commit fails, every call of the batch fails. 0 or 1:
+   * off (one message per turn); at most 1024. */
+  uint32_t batch_max;
 } stead_es_class;
 
 /* Registers an event-sourced class: an ordinary class of that name whose

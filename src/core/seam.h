@@ -41,6 +41,43 @@ int stead__ctx_fail_code(stead_ctx *ctx, int code, const char *fmt, ...)
 #endif
     ;
 
+/* Batch mode: one turn, one commit for several queued messages.
+ *
+ * Only from the handler of a CALL or SEND turn, once per turn: takes up
+ * to `max` further messages from the head of this object's mailbox, in
+ * order, while they are CALL or SEND messages whose method runs the same
+ * handler function as this turn's (it stops at anything else --
+ * continuations, events, alarms, timers, system messages, other handlers
+ * -- so nothing is reordered). A call whose caller already gave up (its
+ * deadline passed) is discarded as a normal turn would skip it. Taking
+ * also stops before the taken payloads would exceed `max_bytes`.
+ *
+ * *items (owned by the turn, valid until it ends) and *n describe what
+ * was taken; *n may be 0. The handler applies them in order and answers
+ * each taken CALL with stead__ctx_batch_reply or stead__ctx_batch_fail
+ * (unanswered calls get an empty reply). The answers are released with
+ * the turn's other outputs: after its commit is durable (output gate), or
+ * replaced by the turn's failure (every taken call fails with the turn's
+ * code and message) if the handler fails or the commit does.
+ * Errors: EINVAL (NULL argument), EMISUSE (not a CALL/SEND turn, or a
+ * batch was already taken in this turn), ENOMEM. */
+typedef struct stead__batch_item {
+  const char *method; /* the method name */
+  const void *payload;
+  size_t len;
+  int is_call; /* 1: a caller waits for the answer; 0: a one-way send */
+} stead__batch_item;
+
+int stead__ctx_take_batch(stead_ctx *ctx, size_t max, size_t max_bytes,
+                          const stead__batch_item **items, size_t *n);
+/* Sets taken item i's reply (bytes copied; again replaces). A one-way
+ * item ignores it. Errors: EINVAL (bad i), ETOOBIG (max_payload), ENOMEM. */
+int stead__ctx_batch_reply(stead_ctx *ctx, size_t i, const void *data, size_t len);
+/* Fails taken item i alone with `code` (non-negative: EHANDLER) and
+ * `message` (copied; NULL: the code's name), whatever the turn does.
+ * Errors: EINVAL (bad i), ENOMEM. */
+int stead__ctx_batch_fail(stead_ctx *ctx, size_t i, int code, const char *message);
+
 /* Queues an event for an object: it runs as a turn calling the class's
  * on_event hook (activating the object if needed). Called from any
  * thread. Errors: EINVAL, ENOCLASS, ENOTSUP (the class has no on_event),

@@ -50,6 +50,7 @@ struct stead_ctx {
   char errmsg[1024];
   stead_deferred *deferring; /* taken by stead_defer_reply this turn */
   out_item *out_head, *out_tail;
+  struct batch *batch; /* messages taken by stead__ctx_take_batch */
 };
 
 /* ---- seam ----------------------------------------------------------- */
@@ -306,6 +307,156 @@ int stead_deferred_fail(stead_ctx *ctx, stead_deferred *d, int code,
   return deferred_answer(ctx, d, code, message, NULL, 0);
 }
 
+/* ---- batch mode ----------------------------------------------------- */
+
+/* Messages a turn took from its mailbox beyond its own, with their
+ * answers. Each still counts in rt->inflight until batch_settle answers
+ * and frees it; the batch moves with the turn's outputs into the gate. */
+typedef struct batch_ent {
+  stead__msg *m;
+  int code;       /* 0: reply with out; else fail with out as the message */
+  stead__buf out; /* reply bytes, or the failure message (NUL-terminated) */
+} batch_ent;
+
+typedef struct batch {
+  size_t n;
+  batch_ent *ents;
+  stead__batch_item *items;
+} batch;
+
+/* Answers every taken message -- each with its own answer if `code` is
+ * 0, else with `code`/`why` unless it failed on its own -- and frees the
+ * batch. */
+static void batch_settle(stead_rt *rt, batch *b, int code, const char *why) {
+  if (!b)
+    return;
+  for (size_t i = 0; i < b->n; i++) {
+    batch_ent *e = &b->ents[i];
+    stead__msg *m = e->m;
+    if (m->kind == STEAD__MSG_CALL && m->call) {
+      if (e->code)
+        stead__call_complete(m->call, e->code, NULL, 0, (const char *)e->out.data);
+      else if (code)
+        stead__call_complete(m->call, code, NULL, 0, why);
+      else
+        stead__call_complete(m->call, 0, e->out.data, e->out.len, NULL);
+    }
+    stead__buf_free(&e->out);
+    stead__msg_free(m);
+    stead__inflight_done(rt);
+  }
+  free(b->ents);
+  free(b->items);
+  free(b);
+}
+
+/* May m join a batch started by a turn running `fn`? */
+static bool batchable(const stead__msg *m, stead_method_fn fn) {
+  return (m->kind == STEAD__MSG_CALL || m->kind == STEAD__MSG_SEND) && m->method &&
+         m->method->fn == fn;
+}
+
+int stead__ctx_take_batch(stead_ctx *ctx, size_t max, size_t max_bytes,
+                          const stead__batch_item **items, size_t *n) {
+  if (!ctx || !items || !n)
+    return stead__err(STEAD_EINVAL, "take_batch: NULL argument");
+  *items = NULL;
+  *n = 0;
+  stead__msg *self = ctx->msg;
+  if (!self || (self->kind != STEAD__MSG_CALL && self->kind != STEAD__MSG_SEND) ||
+      !self->method)
+    return stead__err(STEAD_EMISUSE, "a batch is taken only by a method's turn");
+  if (ctx->batch)
+    return stead__err(STEAD_EMISUSE, "this turn already took its batch");
+  batch *b = calloc(1, sizeof *b);
+  b->ents = b && max ? calloc(max, sizeof *b->ents) : NULL;
+  b->items = b && max ? calloc(max, sizeof *b->items) : NULL;
+  if (!b || (max && (!b->ents || !b->items))) {
+    if (b) {
+      free(b->ents);
+      free(b->items);
+    }
+    free(b);
+    return stead__err(STEAD_ENOMEM, "out of memory");
+  }
+  ctx->batch = b;
+  stead__act *a = ctx->act;
+  stead__stripe *s = &ctx->rt->stripes[a->stripe];
+  stead__msg *dead = NULL; /* calls nobody waits for any more */
+  size_t bytes = 0;
+  pthread_mutex_lock(&s->mu);
+  while (b->n < max && a->head && batchable(a->head, self->method->fn)) {
+    stead__msg *m = a->head;
+    bool gone = m->kind == STEAD__MSG_CALL && m->call && atomic_load(&m->call->done);
+    if (!gone && bytes + m->len > max_bytes)
+      break;
+    a->head = m->next;
+    if (!a->head)
+      a->tail = NULL;
+    a->queued--;
+    m->next = NULL;
+    if (gone) {
+      m->next = dead;
+      dead = m;
+      continue;
+    }
+    bytes += m->len;
+    b->ents[b->n].m = m;
+    b->items[b->n] = (stead__batch_item){m->method->name, m->payload, m->len,
+                                         m->kind == STEAD__MSG_CALL};
+    b->n++;
+  }
+  pthread_mutex_unlock(&s->mu);
+  while (dead) {
+    stead__msg *next = dead->next;
+    stead__msg_free(dead);
+    stead__inflight_done(ctx->rt);
+    dead = next;
+  }
+  *items = b->items;
+  *n = b->n;
+  return 0;
+}
+
+static batch_ent *batch_ent_at(stead_ctx *ctx, size_t i) {
+  if (!ctx || !ctx->batch || i >= ctx->batch->n) {
+    stead__err(STEAD_EINVAL, "no batch item %zu in this turn", i);
+    return NULL;
+  }
+  return &ctx->batch->ents[i];
+}
+
+int stead__ctx_batch_reply(stead_ctx *ctx, size_t i, const void *data, size_t len) {
+  batch_ent *e = batch_ent_at(ctx, i);
+  if (!e)
+    return STEAD_EINVAL;
+  if (!data && len)
+    return stead__err(STEAD_EINVAL, "NULL reply with a length");
+  if (len > ctx->rt->cfg.max_payload)
+    return stead__err(STEAD_ETOOBIG, "reply is %zu bytes; the limit is %zu", len,
+                      ctx->rt->cfg.max_payload);
+  e->out.len = 0;
+  if (len && stead__buf_append(&e->out, data, len))
+    return stead__err(STEAD_ENOMEM, "out of memory copying the reply");
+  e->code = 0;
+  return 0;
+}
+
+int stead__ctx_batch_fail(stead_ctx *ctx, size_t i, int code, const char *message) {
+  batch_ent *e = batch_ent_at(ctx, i);
+  if (!e)
+    return STEAD_EINVAL;
+  if (code >= 0)
+    code = STEAD_EHANDLER;
+  if (!message)
+    message = stead_strerror(code);
+  e->out.len = 0;
+  if (stead__buf_append(&e->out, message, strlen(message) + 1))
+    return stead__err(STEAD_ENOMEM, "out of memory copying the message");
+  e->code = code;
+  return 0;
+}
+
 /* ---- continuations -------------------------------------------------- */
 
 typedef struct cont_rec {
@@ -468,10 +619,11 @@ struct stead__gated {
   out_item *outbox;
   stead__buf reply;
   uint64_t gen;
-  char *alarm;      /* an alarm turn: the alarm's name (owned), else NULL */
-  uint32_t attempt; /* and the attempt it ran */
-  int rc;           /* commit outcome, set by the committer's callback */
-  char why[600];    /* its message when rc != 0 */
+  char *alarm;         /* an alarm turn: the alarm's name (owned), else NULL */
+  uint32_t attempt;    /* and the attempt it ran */
+  struct batch *batch; /* messages the turn took beyond its own, or NULL */
+  int rc;              /* commit outcome, set by the committer's callback */
+  char why[600];       /* its message when rc != 0 */
 };
 
 /* Commit outcome, on the committer thread, in submission order. Only the
@@ -517,12 +669,14 @@ void stead__release_gated(stead__gated *g) {
     release_list(rt, a, g->outbox);
     if (g->call)
       stead__call_complete(g->call, 0, g->reply.data, g->reply.len, NULL);
+    batch_settle(rt, g->batch, 0, NULL);
   } else {
     drop_list(g->outbox);
     if (g->deferred)
       deferred_finish(rt, a, g->deferred, STEAD_ESTORAGE, g->why, 0);
     if (g->call)
       stead__call_complete(g->call, STEAD_ESTORAGE, NULL, 0, g->why);
+    batch_settle(rt, g->batch, STEAD_ESTORAGE, g->why);
     stead__counter_add(&rt->m.commit_failures, 1);
     stead__log(rt, STEAD_LOG_WARN, "turn of %s/%s failed: %s", a->crec->cls->name, a->id,
                g->why);
@@ -555,6 +709,7 @@ static int gate(stead_ctx *ctx, stead__msg *m, stead__wset *ws) {
   g->outbox = ctx->out_head;
   g->reply = ctx->reply;
   g->deferred = ctx->deferring;
+  g->batch = ctx->batch;
   if (m && m->kind == STEAD__MSG_ALARM) {
     g->alarm = stead__strdup(m->topic);
     g->attempt = m->attempt;
@@ -573,11 +728,13 @@ static int gate(stead_ctx *ctx, stead__msg *m, stead__wset *ws) {
     if (g->call) {
       m->call = g->call; /* back to the message: it gets answered */
     }
+    free(g->alarm);
     free(g);
     return rc;
   }
   ctx->out_head = ctx->out_tail = NULL;
   memset(&ctx->reply, 0, sizeof ctx->reply);
+  ctx->batch = NULL; /* answered when the gate releases the turn */
   return 0;
 }
 
@@ -661,6 +818,8 @@ static int run_body(stead_rt *rt, stead__act *a, stead__msg *m, turn_body body, 
     ctx.out_head = ctx.out_tail = NULL;
     if (ctx.can_reply)
       answer(m, 0, ctx.reply.data, ctx.reply.len, NULL);
+    batch_settle(rt, ctx.batch, 0, NULL);
+    ctx.batch = NULL;
   }
   stead__wset_unref(ws);
   if (code) {
@@ -669,6 +828,8 @@ static int run_body(stead_rt *rt, stead__act *a, stead__msg *m, turn_body body, 
       stead__log(rt, STEAD_LOG_WARN, "turn of %s/%s failed: %s", a->crec->cls->name,
                  a->id, why);
     answer(m, code, NULL, 0, why);
+    batch_settle(rt, ctx.batch, code, why);
+    ctx.batch = NULL;
   }
   ctx_done(&ctx);
   return code;

@@ -534,24 +534,36 @@ static int add_effect(stead_ctx *ctx, es_act *es, bool journaled) {
 
 /* ---- turns ---------------------------------------------------------- */
 
-/* Builds "method NUL payload" and runs update on it. */
-static int apply(stead_ctx *ctx, es_act *es, const void *arg, size_t len) {
+/* Builds "method NUL payload" and runs update on it. Returns 0,
+ * STEAD_ENOMEM (message set), or STEAD_EHANDLER when update rejected the
+ * message (es->io.why says why). Leaves the turn alone. */
+static int update_msg(es_act *es, const char *method, const void *arg, size_t len) {
   const stead_program *p = &es->reg->c.program;
-  const char *method = stead_method_name(ctx);
   es->msg.len = 0;
   if (stead__buf_append(&es->msg, method, strlen(method) + 1) ||
       (len && stead__buf_append(&es->msg, arg, len)))
-    return stead__ctx_fail_code(ctx, STEAD_ENOMEM, "out of memory building the message");
+    return stead__err(STEAD_ENOMEM, "out of memory building the message");
   io_reset(es, false);
   int rc = p->update(model_of(es), es->msg.data, es->msg.len, &es->cmds, p->udata);
   if (rc) {
     atomic_fetch_add(&es->reg->rejected, 1);
-    if (es->io.why[0])
-      return stead_fail(ctx, "%s", es->io.why);
-    return stead_fail(ctx, "%s rejected by update (returned %d)", method, rc);
+    if (!es->io.why[0])
+      snprintf(es->io.why, sizeof es->io.why, "%s rejected by update (returned %d)",
+               method, rc);
+    return STEAD_EHANDLER;
   }
   if (p->view)
     p->view(model_of(es), p->udata);
+  return 0;
+}
+
+/* update_msg for the turn's own message: a rejection fails the turn. */
+static int apply(stead_ctx *ctx, es_act *es, const void *arg, size_t len) {
+  int rc = update_msg(es, stead_method_name(ctx), arg, len);
+  if (rc == STEAD_EHANDLER)
+    return stead_fail(ctx, "%s", es->io.why);
+  if (rc)
+    return stead__ctx_fail_code(ctx, rc, "%s", stead_errmsg());
   return 0;
 }
 
@@ -638,6 +650,50 @@ static int reply(stead_ctx *ctx, es_act *es) {
   return rc == STEAD_EMISUSE ? 0 : rc; /* a one-way message: no caller */
 }
 
+/* Payload bytes a batch may take: half of what the turn's write set
+ * still holds, less a per-message allowance for keys and method names, so
+ * journal entries and a snapshot fit. */
+static size_t batch_bytes(stead_ctx *ctx, size_t max) {
+  size_t half = stead__objstore_room(stead__ctx_store(ctx)) / 2;
+  size_t slack = max * (STEAD__ES_BATCH_SLACK);
+  return half > slack ? half - slack : 0;
+}
+
+/* Batch mode, after the turn's own message was accepted: takes up to
+ * batch_max - 1 more queued messages of the journaled methods and applies
+ * each as es_call would, in this turn. A rejected one fails only its own
+ * call: it is not journaled, and the model is rebuilt from storage as
+ * this turn sees it (the journal including the batch's earlier accepted
+ * messages) before the next one is applied. Any other failure fails the
+ * whole turn, and with it every message of the batch. */
+static int es_batch(stead_ctx *ctx, es_act *es) {
+  const stead__batch_item *it;
+  size_t n, max = es->reg->c.batch_max - 1;
+  int rc = stead__ctx_take_batch(ctx, max, batch_bytes(ctx, max), &it, &n);
+  if (rc)
+    return stead__ctx_fail_code(ctx, rc, "%s", stead_errmsg());
+  for (size_t i = 0; i < n; i++) {
+    rc = update_msg(es, it[i].method, it[i].payload, it[i].len);
+    if (rc == STEAD_EHANDLER) {
+      atomic_fetch_add(&es->reg->rebuilds, 1);
+      if ((rc = stead__ctx_batch_fail(ctx, i, STEAD_EHANDLER, es->io.why)) != 0 ||
+          (rc = es_load(ctx, es)) != 0)
+        break;
+      continue;
+    }
+    if (rc || (rc = journal(ctx, es)) != 0 || (rc = add_effect(ctx, es, true)) != 0 ||
+        (it[i].is_call && es->io.has_reply &&
+         (rc = stead__ctx_batch_reply(ctx, i, es->io.reply.data, es->io.reply.len)) != 0))
+      break;
+    atomic_fetch_add(&es->reg->journaled, 1);
+  }
+  if (rc) {
+    atomic_store(&es->stale, true);
+    return stead__ctx_fail_code(ctx, rc, "in a batch: %s", stead_errmsg());
+  }
+  return 0;
+}
+
 /* A journaled method. */
 static int es_call(stead_ctx *ctx, const void *arg, size_t len) {
   es_act *es = stead_state(ctx);
@@ -654,7 +710,7 @@ static int es_call(stead_ctx *ctx, const void *arg, size_t len) {
     return stead__ctx_fail_code(ctx, rc, "%s", stead_errmsg());
   }
   atomic_fetch_add(&es->reg->journaled, 1);
-  return 0;
+  return es->reg->c.batch_max > 1 ? es_batch(ctx, es) : 0;
 }
 
 /* A query: update runs, nothing is journaled. */
@@ -731,6 +787,9 @@ static int check_class(const stead_es_class *c) {
                       c->name, c->model_size, STEAD__ES_MAX_MODEL);
   if (c->hibernate_after_ms < 0 || c->shutdown_after_ms < 0)
     return stead__err(STEAD_EINVAL, "class \"%s\": negative idle timeout", c->name);
+  if (c->batch_max > STEAD__ES_MAX_BATCH)
+    return stead__err(STEAD_EINVAL, "class \"%s\": batch_max is %u; at most %u", c->name,
+                      c->batch_max, STEAD__ES_MAX_BATCH);
   return 0;
 }
 
@@ -747,6 +806,8 @@ static es_reg *reg_build(const stead_es_class *c) {
     g->c.snapshot_every = 100;
   if (!g->c.keep_snapshots)
     g->c.keep_snapshots = 2;
+  if (!g->c.batch_max)
+    g->c.batch_max = 1;
   for (size_t i = 0; i < nm; i++)
     m[i] = (stead_method){c->methods[i], es_call};
   for (size_t i = 0; i < nq; i++)

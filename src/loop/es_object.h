@@ -25,6 +25,11 @@
 /* Topic of the internal events that carry a command to its object. */
 #define STEAD__ES_CMD_TOPIC "stead.es.command"
 #define STEAD__ES_MAX_MODEL (64u * 1024u * 1024u)
+/* Largest batch_max of a class. */
+#define STEAD__ES_MAX_BATCH 1024u
+/* Write-set bytes a batch reserves per message beyond its payload: the
+ * journal key, format byte and method name (<= 128 bytes + NUL). */
+#define STEAD__ES_BATCH_SLACK 256u
 
 static inline void stead__es_be64(uint8_t out[8], uint64_t v) {
   for (int i = 7; i >= 0; i--, v >>= 8)
