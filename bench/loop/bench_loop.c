@@ -273,7 +273,10 @@ static void es_bench(uint64_t n) {
       .model_size = sizeof(model),
       .model_version = 1,
   };
-  static stead_es_class nosnap, snap2;
+  static stead_es_class nosnap, snap2, batch;
+  batch = snap;
+  batch.name = "es_batch";
+  batch.batch_max = 64;
   snap2 = snap;
   snap2.name = "es_snap2";
   nosnap = snap;
@@ -281,7 +284,8 @@ static void es_bench(uint64_t n) {
   nosnap.snapshot_every = UINT32_MAX;
   if ((rc = stead_register_program(rt, &snap)) ||
       (rc = stead_register_program(rt, &nosnap)) ||
-      (rc = stead_register_program(rt, &snap2)))
+      (rc = stead_register_program(rt, &snap2)) ||
+      (rc = stead_register_program(rt, &batch)))
     die("register", rc);
   printf("\n| %-52s | %9s | %8s | %12s | %9s |\n",
          "event-sourced object, SQLite durability=full", "messages", "seconds",
@@ -292,6 +296,10 @@ static void es_bench(uint64_t n) {
          es_pump(rt, "es_snap", n / 100, 1, 1));
   es_row("1 object, 256 calls in flight", n, es_pump(rt, "es_snap", n, 1, 256));
   es_row("64 objects, 1024 calls in flight", n, es_pump(rt, "es_snap", n, 64, 1024));
+  es_row("batch_max 64: 1 object, 256 calls in flight", n,
+         es_pump(rt, "es_batch", n, 1, 256));
+  es_row("batch_max 64: 64 objects, 1024 calls in flight", n,
+         es_pump(rt, "es_batch", n, 64, 1024));
   /* activation: 10,000 messages journaled on one object of each class */
   es_pump(rt, "es_nosnap", 10000, 1, 256);
   es_pump(rt, "es_snap2", 10000, 1, 256);
