@@ -35,9 +35,9 @@
 extern "C" {
 #endif
 
-#define STEAD_VERSION_MAJOR 0
-#define STEAD_VERSION_MINOR 1
-#define STEAD_VERSION_PATCH 0
+#define STEAD_VERSION_MAJOR  0
+#define STEAD_VERSION_MINOR  1
+#define STEAD_VERSION_PATCH  0
 #define STEAD_VERSION_STRING "0.1.0"
 
 /* ======================================================================
@@ -46,28 +46,28 @@ extern "C" {
 
 /* Error codes. All are negative; 0 is success. Codes marked "retryable"
  * describe a transient condition: the same request may succeed later. */
-#define STEAD_OK 0
-#define STEAD_EINVAL -1     /* bad argument: NULL, empty, malformed, bad UTF-8 */
-#define STEAD_ENOMEM -2     /* out of memory */
-#define STEAD_ENOCLASS -3   /* no class registered under that name */
+#define STEAD_OK        0
+#define STEAD_EINVAL    -1  /* bad argument: NULL, empty, malformed, bad UTF-8 */
+#define STEAD_ENOMEM    -2  /* out of memory */
+#define STEAD_ENOCLASS  -3  /* no class registered under that name */
 #define STEAD_ENOMETHOD -4  /* the class has no such method */
-#define STEAD_ETOOBIG -5    /* id, key, value, payload or write set over its limit */
+#define STEAD_ETOOBIG   -5  /* id, key, value, payload or write set over its limit */
 #define STEAD_ETIMEDOUT -6  /* the deadline passed before the reply (retryable) */
-#define STEAD_ECLOSED -7    /* the runtime is closing or closed */
+#define STEAD_ECLOSED   -7  /* the runtime is closing or closed */
 #define STEAD_EOVERLOAD -8  /* a bounded queue is full (retryable) */
-#define STEAD_EHANDLER -9   /* the handler failed; the message says why */
-#define STEAD_EEXIST -10    /* already exists (e.g. a class registered twice) */
-#define STEAD_ESTORAGE -11  /* the storage backend failed (retryable) */
-#define STEAD_ECORRUPT -12  /* a stored record cannot be decoded */
+#define STEAD_EHANDLER  -9  /* the handler failed; the message says why */
+#define STEAD_EEXIST    -10 /* already exists (e.g. a class registered twice) */
+#define STEAD_ESTORAGE  -11 /* the storage backend failed (retryable) */
+#define STEAD_ECORRUPT  -12 /* a stored record cannot be decoded */
 #define STEAD_ENOTOWNER -13 /* this node does not own the shard (retryable) */
 #define STEAD_ECONFLICT -14 /* a version check failed */
 #define STEAD_ENOTFOUND -15 /* no such key, alarm, listener or object */
-#define STEAD_EMISUSE -16   /* called from a context where it is not allowed */
-#define STEAD_EPROTO -17    /* malformed message on the wire */
-#define STEAD_EUNKNOWN -18  /* outcome unknown: it may or may not have happened */
-#define STEAD_ENOTSUP -19   /* not supported by this configuration */
+#define STEAD_EMISUSE   -16 /* called from a context where it is not allowed */
+#define STEAD_EPROTO    -17 /* malformed message on the wire */
+#define STEAD_EUNKNOWN  -18 /* outcome unknown: it may or may not have happened */
+#define STEAD_ENOTSUP   -19 /* not supported by this configuration */
 #define STEAD_EREJECTED -20 /* refused by the object (e.g. a connection) */
-#define STEAD_EIO -21       /* an operating-system call failed */
+#define STEAD_EIO       -21 /* an operating-system call failed */
 #define STEAD_ECANCELED -22 /* canceled before it ran */
 
 /* The code's symbolic name without the STEAD_ prefix ("ETIMEDOUT"), or
@@ -112,7 +112,7 @@ typedef void (*stead_log_fn)(stead_log_level level, const char *line, void *udat
 /* A clock in milliseconds since the Unix epoch. Called from any thread. */
 typedef int64_t (*stead_clock_fn)(void *udata);
 
-#define STEAD_DURABILITY_FULL 0
+#define STEAD_DURABILITY_FULL   0
 #define STEAD_DURABILITY_NORMAL 1
 
 /* A storage telemetry event (the Elixir library's storage events).
@@ -243,8 +243,8 @@ typedef int (*stead_lifecycle_fn)(stead_ctx *ctx);
  * valid and unchanged until the runtime is closed; a static definition is
  * the usual way. */
 typedef struct stead_class {
-  const char *name;              /* unique, 1..128 bytes of [A-Za-z0-9_.-] */
-  const stead_method *methods;   /* terminated by an entry whose name is NULL */
+  const char *name;                 /* unique, 1..128 bytes of [A-Za-z0-9_.-] */
+  const stead_method *methods;      /* terminated by an entry whose name is NULL */
   stead_lifecycle_fn on_activate;   /* optional */
   stead_lifecycle_fn on_deactivate; /* optional */
   /* Bytes of per-activation memory, zeroed at activation and handed to
@@ -291,8 +291,8 @@ int stead_register(stead_rt *rt, const stead_class *cls);
  * it is owned by the runtime and valid only during the callback: copy what
  * you keep. */
 typedef struct stead_result {
-  int status;          /* 0 or a STEAD_E* code */
-  const void *data;    /* the reply (status 0); may be NULL when len is 0 */
+  int status;       /* 0 or a STEAD_E* code */
+  const void *data; /* the reply (status 0); may be NULL when len is 0 */
   size_t len;
   const char *message; /* why it failed (status != 0), else NULL */
 } stead_result;
@@ -318,9 +318,9 @@ int stead_call(stead_rt *rt, const char *cls, const char *id, const char *method
  * `cb` is never called. The callback must not block; it may start other
  * calls. Errors returned: EINVAL, ETOOBIG, ENOCLASS, ENOMETHOD, EOVERLOAD,
  * ECLOSED, ENOMEM. Thread-safe. */
-int stead_call_async(stead_rt *rt, const char *cls, const char *id,
-                     const char *method, const void *arg, size_t len,
-                     int timeout_ms, stead_call_cb cb, void *udata);
+int stead_call_async(stead_rt *rt, const char *cls, const char *id, const char *method,
+                     const void *arg, size_t len, int timeout_ms, stead_call_cb cb,
+                     void *udata);
 
 /* Sends a one-way message: queued and forgotten. A failure of the turn is
  * counted and logged, not reported. Errors: as stead_call_async. */
@@ -374,8 +374,8 @@ int stead_fail(stead_ctx *ctx, const char *fmt, ...)
  * mailbox is full when the turn commits, the message is dropped, counted
  * (stead_sends_dropped_total) and logged at WARN: use stead_ctx_call when
  * the sender must know. */
-int stead_ctx_send(stead_ctx *ctx, const char *cls, const char *id,
-                   const char *method, const void *arg, size_t len);
+int stead_ctx_send(stead_ctx *ctx, const char *cls, const char *id, const char *method,
+                   const void *arg, size_t len);
 
 /* The continuation of a call made inside a turn: runs as a later turn of
  * the calling object (never on the callee's turn, never blocking a worker),
@@ -392,9 +392,9 @@ typedef int (*stead_then_fn)(stead_ctx *ctx, const stead_result *res, void *udat
  * timeout_ms <= 0 uses the configured default. `udata` is passed through
  * untouched. Errors (immediate): EINVAL, ETOOBIG, ENOCLASS, ENOMETHOD,
  * ENOMEM; if the turn fails, `then` never runs. */
-int stead_ctx_call(stead_ctx *ctx, const char *cls, const char *id,
-                   const char *method, const void *arg, size_t len,
-                   int timeout_ms, stead_then_fn then, void *udata);
+int stead_ctx_call(stead_ctx *ctx, const char *cls, const char *id, const char *method,
+                   const void *arg, size_t len, int timeout_ms, stead_then_fn then,
+                   void *udata);
 
 /* A reply promised for later. Owned by the runtime. */
 typedef struct stead_deferred stead_deferred;
@@ -413,10 +413,8 @@ stead_deferred *stead_defer_reply(stead_ctx *ctx);
  * released when that turn commits (if the turn fails, the deferred call
  * stays open). `d` must not be used again. Errors: EINVAL (NULL or
  * foreign), ETOOBIG, ENOMEM. */
-int stead_deferred_reply(stead_ctx *ctx, stead_deferred *d, const void *data,
-                         size_t len);
-int stead_deferred_fail(stead_ctx *ctx, stead_deferred *d, int code,
-                        const char *message);
+int stead_deferred_reply(stead_ctx *ctx, stead_deferred *d, const void *data, size_t len);
+int stead_deferred_fail(stead_ctx *ctx, stead_deferred *d, int code, const char *message);
 
 /* ======================================================================
  * 6. Lifecycle control and test helpers
@@ -476,7 +474,7 @@ int stead_metrics_text(stead_rt *rt, char **out, size_t *out_len);
  * See docs/alarms.md.
  * ====================================================================== */
 
-#define STEAD_MAX_ALARM_META (64 * 1024)
+#define STEAD_MAX_ALARM_META          (64 * 1024)
 #define STEAD_ALARM_DEAD_LETTER_TOPIC "stead.alarm.dead"
 
 /* One alarm, as listed. */
@@ -505,6 +503,17 @@ int stead_alarm_cancel_all(stead_ctx *ctx);
  * in one allocation freed with stead_free (NULL when *n is 0); names and
  * metas point inside it. Errors: EINVAL, ESTORAGE, ENOMEM, EMISUSE. */
 int stead_alarm_list(stead_ctx *ctx, stead_alarm_info **out, size_t *n);
+
+/* From outside a turn: sets (upsert) or cancels an alarm of (cls, id). It
+ * runs as a turn of the object (activating it if needed), ordered with its
+ * other messages, and returns once that turn committed. Arguments and
+ * limits as stead_alarm_set. Errors: those of stead_alarm_set, plus
+ * ENOCLASS, EOVERLOAD, ETIMEDOUT, ESTORAGE, ECLOSED, and EMISUSE from a
+ * stead thread (inside a turn, use stead_alarm_set). Thread-safe. */
+int stead_alarm_set_for(stead_rt *rt, const char *cls, const char *id, const char *name,
+                        int64_t at_ms, const void *meta, size_t meta_len);
+int stead_alarm_cancel_for(stead_rt *rt, const char *cls, const char *id,
+                           const char *name);
 
 /* From outside a turn: the object's committed alarms in (time, name)
  * order, as stead_alarm_list returns them (a snapshot). Thread-safe.
@@ -585,7 +594,7 @@ int stead_timers_fire_due(stead_rt *rt);
 
 /* Shard counts are 1..STEAD_MAX_SHARDS; the usual default is 1024. */
 #define STEAD_DEFAULT_SHARDS 1024
-#define STEAD_MAX_SHARDS 65536
+#define STEAD_MAX_SHARDS     65536
 /* Node lists (live sets, static host lists) hold at most this many ids. */
 #define STEAD_MAX_HOSTS 4096
 
@@ -611,8 +620,7 @@ int stead_shard_owner(uint32_t shard, const char *const *nodes, size_t n,
  * entries always suffice). A node absent from the list owns 0 shards.
  * Errors: as stead_shard_owner, and EINVAL for bad nshards or node. */
 int stead_shards_for_node(const char *node, const char *const *nodes, size_t n,
-                          uint32_t nshards, const char *seed, uint32_t *out,
-                          size_t cap);
+                          uint32_t nshards, const char *seed, uint32_t *out, size_t cap);
 
 /* Expands a static host list: comma-separated items, each a host name that
  * may hold one decimal range {LO..HI} (LO <= HI, at most 9 digits each):
@@ -660,13 +668,13 @@ typedef struct stead_event stead_event;
 
 /* Default limits (see stead_bus_config). The stead_topic_* helpers below
  * always use these defaults. */
-#define STEAD_TOPIC_MAX_LEN 256
+#define STEAD_TOPIC_MAX_LEN      256
 #define STEAD_TOPIC_MAX_SEGMENTS 32
 
 /* Conventional priorities; any int is allowed. */
-#define STEAD_PRIORITY_LOW (-10)
+#define STEAD_PRIORITY_LOW    (-10)
 #define STEAD_PRIORITY_NORMAL 0
-#define STEAD_PRIORITY_HIGH 10
+#define STEAD_PRIORITY_HIGH   10
 
 /* A listener. `ev` is valid only during the call. Return 0 for success;
  * non-zero is an error (a negative STEAD_E* code is kept as is, any other
@@ -788,14 +796,14 @@ typedef struct stead_event_error {
  * valid during the done callback, or until stead_emit_result_free for
  * stead_bus_emit_sync. */
 typedef struct stead_emit_result {
-  int status;            /* 0, STEAD_EHANDLER if n_errors > 0 */
+  int status; /* 0, STEAD_EHANDLER if n_errors > 0 */
   const char *topic;
-  size_t matched;        /* listeners that matched when it was emitted */
-  size_t ran;            /* listeners that were invoked */
-  int aborted;           /* 1 if a listener called stead_event_abort */
+  size_t matched;                  /* listeners that matched when it was emitted */
+  size_t ran;                      /* listeners that were invoked */
+  int aborted;                     /* 1 if a listener called stead_event_abort */
   const stead_event_error *errors; /* reported errors, in invocation order */
   size_t n_errors;
-  const void *payload;   /* the final payload (after replacements) */
+  const void *payload; /* the final payload (after replacements) */
   size_t len;
 } stead_emit_result;
 
@@ -834,16 +842,16 @@ void stead_emit_result_free(stead_emit_result *res);
 
 /* Counters of the bus and its worker pool; a snapshot. */
 typedef struct stead_bus_stats {
-  uint64_t workers;   /* pool size */
-  uint64_t running;   /* workers running an event now */
-  uint64_t idle;      /* workers waiting for work */
-  uint64_t waiting;   /* events queued, not started */
-  uint64_t submitted; /* events accepted by stead_bus_emit */
-  uint64_t succeeded; /* finished with no reported error */
-  uint64_t failed;    /* finished with at least one reported error */
-  uint64_t rejected;  /* stead_bus_emit calls refused with EOVERLOAD */
-  uint64_t sync_emits;  /* stead_bus_emit_sync calls that ran */
-  uint64_t listeners;   /* listeners registered now */
+  uint64_t workers;         /* pool size */
+  uint64_t running;         /* workers running an event now */
+  uint64_t idle;            /* workers waiting for work */
+  uint64_t waiting;         /* events queued, not started */
+  uint64_t submitted;       /* events accepted by stead_bus_emit */
+  uint64_t succeeded;       /* finished with no reported error */
+  uint64_t failed;          /* finished with at least one reported error */
+  uint64_t rejected;        /* stead_bus_emit calls refused with EOVERLOAD */
+  uint64_t sync_emits;      /* stead_bus_emit_sync calls that ran */
+  uint64_t listeners;       /* listeners registered now */
   uint64_t listener_errors; /* listener failures, swallowed ones included */
 } stead_bus_stats;
 
@@ -872,7 +880,7 @@ const char *stead_event_property(const stead_event *ev, const char *key);
  * stead_event_property_at returns ENOTFOUND when i is out of range. */
 size_t stead_event_property_count(const stead_event *ev);
 int stead_event_property_at(const stead_event *ev, size_t i, const char **key,
-                        const char **value);
+                            const char **value);
 
 /* Stops the event: no listener after the current one runs. Idempotent. */
 void stead_event_abort(stead_event *ev);
@@ -1292,26 +1300,38 @@ typedef struct stead_schema {
 /* The member must have the C type of the field: a mismatch is a compile
  * error (comparison of distinct pointer types). */
 #define STEAD__FIELD_CHECK(T, m, ctype) (0 * sizeof(&((T *)0)->m == (ctype *)0))
-#define STEAD_FIELD_INT64(T, m, def)                                                    \
-  {#m, STEAD_FT_INT64, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, int64_t), (def), 0.0, \
-   NULL, 0}
-#define STEAD_FIELD_TIMESTAMP(T, m, def)                                                \
-  {#m, STEAD_FT_TIMESTAMP, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, int64_t), (def), \
-   0.0, NULL, 0}
-#define STEAD_FIELD_DOUBLE(T, m, def)                                                   \
-  {#m, STEAD_FT_DOUBLE, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, double), 0, (def),   \
-   NULL, 0}
-#define STEAD_FIELD_BOOL(T, m, def)                                                     \
-  {#m, STEAD_FT_BOOL, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, bool), ((def) ? 1 : 0),\
-   0.0, NULL, 0}
-#define STEAD_FIELD_STRING(T, m, def)                                                   \
-  {#m, STEAD_FT_STRING, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, char *), 0, 0.0,     \
-   (def), 0}
-#define STEAD_FIELD_BYTES(T, m, def, def_len)                                           \
-  {#m, STEAD_FT_BYTES, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, stead_bytes), 0, 0.0, \
-   (const char *)(def), (def_len)}
-#define STEAD_SCHEMA(T, fields_array)                                                   \
-  {sizeof(T), (fields_array), sizeof(fields_array) / sizeof((fields_array)[0])}
+#define STEAD_FIELD_INT64(T, m, def)                                                     \
+  {                                                                                      \
+#m, STEAD_FT_INT64, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, int64_t), (def), 0.0,  \
+        NULL, 0                                                                          \
+  }
+#define STEAD_FIELD_TIMESTAMP(T, m, def)                                                 \
+  {                                                                                      \
+#m, STEAD_FT_TIMESTAMP, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, int64_t), (def),   \
+        0.0, NULL, 0                                                                     \
+  }
+#define STEAD_FIELD_DOUBLE(T, m, def)                                                    \
+  {                                                                                      \
+#m, STEAD_FT_DOUBLE, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, double), 0, (def),    \
+        NULL, 0                                                                          \
+  }
+#define STEAD_FIELD_BOOL(T, m, def)                                                      \
+  {                                                                                      \
+#m, STEAD_FT_BOOL, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, bool), ((def) ? 1 : 0), \
+        0.0, NULL, 0                                                                     \
+  }
+#define STEAD_FIELD_STRING(T, m, def)                                                    \
+  {                                                                                      \
+#m, STEAD_FT_STRING, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, char *), 0, 0.0,      \
+        (def), 0                                                                         \
+  }
+#define STEAD_FIELD_BYTES(T, m, def, def_len)                                            \
+  {                                                                                      \
+#m, STEAD_FT_BYTES, offsetof(T, m) + STEAD__FIELD_CHECK(T, m, stead_bytes), 0, 0.0,  \
+        (const char *)(def), (def_len)                                                   \
+  }
+#define STEAD_SCHEMA(T, fields_array)                                                    \
+  { sizeof(T), (fields_array), sizeof(fields_array) / sizeof((fields_array)[0]) }
 
 /* Checks a schema: names valid and unique, known types, each field inside
  * the struct. Errors: EINVAL naming the bad field. Thread-safe. */
@@ -1363,8 +1383,8 @@ void stead_object_state_free(stead_rt *rt, const char *cls, void *st);
  * its ctx; outside a turn they return STEAD_EMISUSE.
  * ====================================================================== */
 
-#define STEAD_MAX_KEY 2048
-#define STEAD_MAX_VALUE (2 * 1024 * 1024)
+#define STEAD_MAX_KEY       2048
+#define STEAD_MAX_VALUE     (2 * 1024 * 1024)
 #define STEAD_MAX_WRITE_SET (16 * 1024 * 1024)
 
 /* A key, or a key and its value. */

@@ -367,3 +367,36 @@ int stead_alarms_fire_due(stead_rt *rt) {
   }
   return total;
 }
+
+/* ---- from outside a turn: a turn of the object ----------------------- */
+
+typedef struct outside_set {
+  const char *name;
+  int64_t at_ms;
+  const void *meta;
+  size_t meta_len;
+  bool cancel;
+} outside_set;
+
+static int outside_body(stead_ctx *ctx, void *arg) {
+  outside_set *o = arg;
+  int rc = o->cancel ? stead_alarm_cancel(ctx, o->name)
+                     : stead_alarm_set(ctx, o->name, o->at_ms, o->meta, o->meta_len);
+  return rc ? stead__ctx_fail_code(ctx, rc, "%s", stead_errmsg()) : 0;
+}
+
+int stead_alarm_set_for(stead_rt *rt, const char *cls, const char *id, const char *name,
+                        int64_t at_ms, const void *meta, size_t meta_len) {
+  if (!name)
+    return stead__err(STEAD_EINVAL, "alarm name is NULL");
+  outside_set o = {name, at_ms, meta, meta_len, false};
+  return stead__run_as_turn(rt, cls, id, outside_body, &o, 0);
+}
+
+int stead_alarm_cancel_for(stead_rt *rt, const char *cls, const char *id,
+                           const char *name) {
+  if (!name)
+    return stead__err(STEAD_EINVAL, "alarm name is NULL");
+  outside_set o = {name, 0, NULL, 0, true};
+  return stead__run_as_turn(rt, cls, id, outside_body, &o, 0);
+}

@@ -265,3 +265,55 @@ out:
   api_leave(rt);
   return rc;
 }
+
+int stead__run_as_turn(stead_rt *rt, const char *cls, const char *id,
+                       int (*fn)(stead_ctx *ctx, void *arg), void *arg, int timeout_ms) {
+  if (stead__current_rt())
+    return stead__err(STEAD_EMISUSE, "would block a stead thread");
+  int rc = api_enter(rt);
+  if (rc)
+    return rc;
+  const stead__class_rec *crec = NULL;
+  if ((rc = resolve(rt, cls, id, NULL, 0, NULL, &crec, NULL)) != 0) {
+    api_leave(rt);
+    return rc;
+  }
+  sync_call sc;
+  memset(&sc, 0, sizeof sc);
+  pthread_mutex_init(&sc.w.mu, NULL);
+  pthread_cond_init(&sc.w.cv, NULL);
+  int tmo = timeout_ms > 0 ? timeout_ms : rt->cfg.default_timeout_ms;
+  stead__call *c = stead__call_new(rt, sync_done, &sc, tmo, false, 0, NULL);
+  stead__msg *m = c ? stead__msg_new(STEAD__MSG_CALL, NULL, 0) : NULL;
+  if (!m) {
+    free(c);
+    rc = stead__err(STEAD_ENOMEM, "out of memory");
+  } else {
+    m->kind = STEAD__MSG_FN;
+    m->fn = fn;
+    m->fn_arg = arg;
+    m->call = c;
+    if ((rc = stead__call_arm(c)) == 0 &&
+        (rc = stead__enqueue(rt, crec, id, strlen(id), m, false)) != 0) {
+      atomic_store(&c->done, 1);
+      if (stead__timer_cancel(&rt->timers, &c->timer))
+        stead__call_unref(c);
+    }
+    if (rc)
+      stead__msg_free(m);
+  }
+  api_leave(rt);
+  if (rc == 0) {
+    pthread_mutex_lock(&sc.w.mu);
+    while (!sc.w.done)
+      pthread_cond_wait(&sc.w.cv, &sc.w.mu);
+    pthread_mutex_unlock(&sc.w.mu);
+    rc = sc.w.rc;
+    free(sc.reply);
+    if (rc)
+      stead__err(rc, "%s", sc.msg[0] ? sc.msg : stead_strerror(rc));
+  }
+  pthread_mutex_destroy(&sc.w.mu);
+  pthread_cond_destroy(&sc.w.cv);
+  return rc;
+}

@@ -118,6 +118,7 @@ typedef enum stead__msg_kind {
   STEAD__MSG_EVENT,    /* a bus event for an object's on_event */
   STEAD__MSG_ALARM,    /* a due alarm: topic = its name, payload = meta */
   STEAD__MSG_TIMER,    /* a tick of an in-memory timer (timer_id) */
+  STEAD__MSG_FN,       /* a runtime function run as a turn (fn, fn_arg) */
   STEAD__MSG_HIBERNATE,
   STEAD__MSG_DEACTIVATE,
 } stead__msg_kind;
@@ -141,8 +142,10 @@ struct stead__msg {
   char *errmsg;
   /* EVENT: the topic; ALARM: the alarm's name (owned). */
   char *topic;
-  uint32_t attempt;  /* ALARM */
-  uint64_t timer_id; /* TIMER */
+  uint32_t attempt;                     /* ALARM */
+  uint64_t timer_id;                    /* TIMER */
+  int (*fn)(stead_ctx *ctx, void *arg); /* FN: runs as the turn's body */
+  void *fn_arg;
   /* DEACTIVATE requested by stead_deactivate: signalled when done. */
   stead__waiter *waiter;
   size_t len;
@@ -333,6 +336,13 @@ void stead__alarm_rt_done(stead_rt *rt, const char *cls, const char *id, const c
 void stead__alarm_rt_failed(stead_rt *rt, const char *cls, const char *id,
                             const char *name, uint32_t attempt, const void *meta,
                             size_t meta_len);
+
+/* Runs fn(ctx, arg) as a turn of (class, id) -- activating it if needed
+ * -- and waits for its commit. The turn's reply (stead_reply) is not
+ * returned. For runtime features that act on an object from outside
+ * (alarms set from outside). Not from a stead thread (EMISUSE). */
+int stead__run_as_turn(stead_rt *rt, const char *cls, const char *id,
+                       int (*fn)(stead_ctx *ctx, void *arg), void *arg, int timeout_ms);
 
 /* Timers (timers.c). */
 stead__act *stead__ctx_act(stead_ctx *ctx);

@@ -588,12 +588,18 @@ static void drop_list(out_item *o) {
 
 /* ---- running a turn ------------------------------------------------- */
 
+/* Messages whose caller waits for an answer: method calls, and runtime
+ * functions run as turns. */
+static bool answers(const stead__msg *m) {
+  return m->kind == STEAD__MSG_CALL || m->kind == STEAD__MSG_FN;
+}
+
 static void ctx_init(stead_ctx *ctx, stead_rt *rt, stead__act *a, stead__msg *m) {
   memset(ctx, 0, sizeof *ctx);
   ctx->rt = rt;
   ctx->act = a;
   ctx->msg = m;
-  ctx->can_reply = m && m->kind == STEAD__MSG_CALL;
+  ctx->can_reply = m && answers(m);
 }
 
 static void ctx_done(stead_ctx *ctx) {
@@ -605,7 +611,7 @@ static void ctx_done(stead_ctx *ctx) {
 /* Completes a CALL message's call with the turn's outcome. */
 static void answer(stead__msg *m, int status, const void *data, size_t len,
                    const char *why) {
-  if (m && m->kind == STEAD__MSG_CALL && m->call)
+  if (m && answers(m) && m->call)
     stead__call_complete(m->call, status, data, len, why);
 }
 
@@ -714,7 +720,7 @@ static int gate(stead_ctx *ctx, stead__msg *m, stead__wset *ws) {
     g->alarm = stead__strdup(m->topic);
     g->attempt = m->attempt;
   }
-  if (m && m->kind == STEAD__MSG_CALL && ctx->can_reply) {
+  if (m && answers(m) && ctx->can_reply) {
     g->call = m->call;
     m->call = NULL;
   }
@@ -824,7 +830,7 @@ static int run_body(stead_rt *rt, stead__act *a, stead__msg *m, turn_body body, 
   stead__wset_unref(ws);
   if (code) {
     stead__counter_add(&rt->m.turns_failed, 1);
-    if (!m || m->kind != STEAD__MSG_CALL)
+    if (!m || !answers(m))
       stead__log(rt, STEAD_LOG_WARN, "turn of %s/%s failed: %s", a->crec->cls->name,
                  a->id, why);
     answer(m, code, NULL, 0, why);
@@ -856,6 +862,10 @@ static int body_alarm(stead_ctx *ctx, stead__msg *m) {
   if (rc)
     return stead_fail(ctx, "cannot consume alarm %s: %s", m->topic, stead_errmsg());
   return cls->on_alarm(ctx, m->topic, m->payload, m->len, m->attempt);
+}
+
+static int body_fn(stead_ctx *ctx, stead__msg *m) {
+  return m->fn(ctx, m->fn_arg);
 }
 
 static int body_timer(stead_ctx *ctx, stead__msg *m) {
@@ -914,6 +924,10 @@ static void run_user_turn(stead_rt *rt, stead__act *a, stead__msg *m) {
     if (m->kind == STEAD__MSG_ALARM)
       stead__alarm_rt_failed(rt, a->crec->cls->name, a->id, m->topic, m->attempt,
                              m->payload, m->len);
+    return;
+  }
+  if (m->kind == STEAD__MSG_FN) {
+    run_body(rt, a, m, body_fn, why, sizeof why);
     return;
   }
   if (m->kind == STEAD__MSG_TIMER) {
@@ -994,7 +1008,7 @@ static bool run_system(stead_rt *rt, stead__act *a, stead__msg *m) {
 static bool run_turn(stead_rt *rt, stead__act *a, stead__msg *m) {
   if (m->kind == STEAD__MSG_HIBERNATE || m->kind == STEAD__MSG_DEACTIVATE)
     return run_system(rt, a, m);
-  if (m->kind == STEAD__MSG_CALL && m->call && atomic_load(&m->call->done))
+  if (answers(m) && m->call && atomic_load(&m->call->done))
     return false; /* the caller gave up (deadline); do not run it */
   /* A tick never activates: its timer died with an earlier activation. */
   if (m->kind == STEAD__MSG_TIMER &&

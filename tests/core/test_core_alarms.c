@@ -351,6 +351,28 @@ static void test_bad_alarm_input(void **state) {
   stead_close(rt);
 }
 
+static void test_set_from_outside(void **state) {
+  stead_rt *rt = open_rt("memory", 0);
+  assert_rc(stead_alarm_set_for(rt, "alarmed", "out", "ext",
+                                atomic_load(&g_clock.now_ms) + 100, "m", 1),
+            0);
+  assert_int_equal(stead_is_active(rt, "alarmed", "out"), 1); /* it was a turn */
+  expect(rt, "out", "list", NULL, "ext@100 ");
+  assert_rc(stead_alarm_set_for(rt, "alarmed", "out", "gone", 0, NULL, 0), 0);
+  assert_rc(stead_alarm_cancel_for(rt, "alarmed", "out", "gone"), 0);
+  expect(rt, "out", "list", NULL, "ext@100 ");
+  advance(100);
+  assert_int_equal(stead_alarms_fire_due(rt), 1);
+  expect(rt, "out", "fired", "ext", "1");
+  char big[200];
+  memset(big, 'x', sizeof big - 1);
+  big[sizeof big - 1] = 0;
+  assert_rc(stead_alarm_set_for(rt, "alarmed", "out", big, 0, NULL, 0), STEAD_ETOOBIG);
+  assert_rc(stead_alarm_set_for(rt, "nope", "out", "x", 0, NULL, 0), STEAD_ENOCLASS);
+  assert_rc(stead_alarm_set_for(rt, "alarmed", "out", NULL, 0, NULL, 0), STEAD_EINVAL);
+  stead_close(rt);
+}
+
 static void test_live_scheduler_real_clock(void **state) {
   /* The scheduler's own thread, on the system clock: an alarm 50 ms out
    * fires by itself, not before it is due. */
@@ -392,6 +414,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_restart_fires_each_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bad_alarm_input, setup, teardown),
       cmocka_unit_test_setup_teardown(test_live_scheduler_real_clock, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_set_from_outside, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
