@@ -107,47 +107,42 @@ int stead_reply(stead_ctx *ctx, const void *data, size_t len) {
   return 0;
 }
 
+/* Marks the turn failed with a message; code 0 means STEAD_EHANDLER (the
+ * caller sees the handler's failure), a negative code is passed on. */
+static int vfail(stead_ctx *ctx, int code, const char *fmt, va_list ap) {
+  if (!ctx)
+    return code ? code : STEAD_EHANDLER;
+  vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt ? fmt : "handler failed", ap);
+  ctx->failed = true;
+  ctx->fail_code = code;
+  return code ? code : STEAD_EHANDLER;
+}
+
 int stead_fail(stead_ctx *ctx, const char *fmt, ...) {
-  if (!ctx)
-    return STEAD_EHANDLER;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt ? fmt : "handler failed", ap);
+  int rc = vfail(ctx, 0, fmt, ap);
   va_end(ap);
-  ctx->failed = true;
-  ctx->fail_code = 0;
-  return STEAD_EHANDLER;
+  return rc;
 }
 
+/* The public stead_fail_code and the modules' stead__ctx_fail_code behave
+ * the same; both names exist so the internal seam and the API are
+ * documented (and can change) independently. */
 int stead__ctx_fail_code(stead_ctx *ctx, int code, const char *fmt, ...) {
-  if (code >= 0)
-    code = STEAD_EHANDLER;
-  if (!ctx)
-    return code;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt ? fmt : "handler failed", ap);
+  int rc = vfail(ctx, code < 0 ? code : STEAD_EHANDLER, fmt, ap);
   va_end(ap);
-  ctx->failed = true;
-  ctx->fail_code = code;
-  return code;
+  return rc;
 }
 
-/* The public form of stead__ctx_fail_code (same behaviour; kept separate
- * so modules' internal failures and handlers' API stay independently
- * documented). */
 int stead_fail_code(stead_ctx *ctx, int code, const char *fmt, ...) {
-  if (code >= 0)
-    code = STEAD_EHANDLER;
-  if (!ctx)
-    return code;
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(ctx->errmsg, sizeof ctx->errmsg, fmt ? fmt : "handler failed", ap);
+  int rc = vfail(ctx, code < 0 ? code : STEAD_EHANDLER, fmt, ap);
   va_end(ap);
-  ctx->failed = true;
-  ctx->fail_code = code;
-  return code;
+  return rc;
 }
 
 /* ---- outbox --------------------------------------------------------- */
