@@ -52,6 +52,25 @@ static int resolve(stead_rt *rt, const char *cls, const char *id, const char *me
   return 0;
 }
 
+/* Queues `msg`, which carries its call (one reference): arms the call's
+ * deadline first, because once queued the turn may answer and free it at
+ * any moment. On error the call's callback never runs (the API promises
+ * it) and msg and call are freed. */
+static int submit_call(stead_rt *rt, const stead__class_rec *crec, const char *id,
+                       stead__msg *msg) {
+  stead__call *c = msg->call;
+  int rc = stead__call_arm(c);
+  if (rc)
+    rc = stead__err(STEAD_ENOMEM, "out of memory arming the deadline");
+  else if ((rc = stead__enqueue(rt, crec, id, strlen(id), msg, false)) == 0)
+    return 0;
+  atomic_store(&c->done, 1); /* claim it: msg_free must not answer it */
+  if (stead__timer_cancel(&rt->timers, &c->timer))
+    stead__call_unref(c);
+  stead__msg_free(msg);
+  return rc;
+}
+
 int stead_call_async(stead_rt *rt, const char *cls, const char *id, const char *method,
                      const void *arg, size_t len, int timeout_ms, stead_call_cb cb,
                      void *udata) {
@@ -76,21 +95,7 @@ int stead_call_async(stead_rt *rt, const char *cls, const char *id, const char *
   }
   msg->method = m;
   msg->call = c; /* the message's reference */
-  /* Arm before queueing: once queued, the turn may answer and free the
-   * call at any moment. */
-  if ((rc = stead__call_arm(c)) != 0) {
-    atomic_store(&c->done, 1);
-    stead__msg_free(msg);
-    rc = stead__err(STEAD_ENOMEM, "out of memory arming the deadline");
-    goto out;
-  }
-  if ((rc = stead__enqueue(rt, crec, id, strlen(id), msg, false)) != 0) {
-    /* Error returned means the callback never runs: claim the call first. */
-    atomic_store(&c->done, 1);
-    if (stead__timer_cancel(&rt->timers, &c->timer))
-      stead__call_unref(c);
-    stead__msg_free(msg);
-  }
+  rc = submit_call(rt, crec, id, msg);
 out:
   api_leave(rt);
   return rc;
@@ -157,6 +162,29 @@ static void sync_done(const stead_result *res, void *udata) {
   pthread_mutex_unlock(&sc->w.mu);
 }
 
+static void sync_init(sync_call *sc) {
+  memset(sc, 0, sizeof *sc);
+  pthread_mutex_init(&sc->w.mu, NULL);
+  pthread_cond_init(&sc->w.cv, NULL);
+}
+
+/* Waits for the completion; sets the thread's error message on failure. */
+static int sync_wait(sync_call *sc) {
+  pthread_mutex_lock(&sc->w.mu);
+  while (!sc->w.done)
+    pthread_cond_wait(&sc->w.cv, &sc->w.mu);
+  pthread_mutex_unlock(&sc->w.mu);
+  int rc = sc->w.rc;
+  if (rc)
+    stead__err(rc, "%s", sc->msg[0] ? sc->msg : stead_strerror(rc));
+  return rc;
+}
+
+static void sync_destroy(sync_call *sc) {
+  pthread_mutex_destroy(&sc->w.mu);
+  pthread_cond_destroy(&sc->w.cv);
+}
+
 int stead_call(stead_rt *rt, const char *cls, const char *id, const char *method,
                const void *arg, size_t len, int timeout_ms, void **reply,
                size_t *reply_len) {
@@ -169,29 +197,17 @@ int stead_call(stead_rt *rt, const char *cls, const char *id, const char *method
                       "stead_call would block a stead thread; use stead_ctx_call in a "
                       "handler or stead_call_async in a callback");
   sync_call sc;
-  memset(&sc, 0, sizeof sc);
-  pthread_mutex_init(&sc.w.mu, NULL);
-  pthread_cond_init(&sc.w.cv, NULL);
+  sync_init(&sc);
   int rc = stead_call_async(rt, cls, id, method, arg, len, timeout_ms, sync_done, &sc);
-  if (rc == 0) {
-    pthread_mutex_lock(&sc.w.mu);
-    while (!sc.w.done)
-      pthread_cond_wait(&sc.w.cv, &sc.w.mu);
-    pthread_mutex_unlock(&sc.w.mu);
-    rc = sc.w.rc;
-    if (rc == 0) {
-      if (reply)
-        *reply = sc.reply;
-      else
-        free(sc.reply);
-      if (reply_len)
-        *reply_len = sc.len;
-    } else {
-      stead__err(rc, "%s", sc.msg[0] ? sc.msg : stead_strerror(rc));
-    }
+  if (rc == 0 && (rc = sync_wait(&sc)) == 0) {
+    if (reply)
+      *reply = sc.reply;
+    else
+      free(sc.reply);
+    if (reply_len)
+      *reply_len = sc.len;
   }
-  pthread_mutex_destroy(&sc.w.mu);
-  pthread_cond_destroy(&sc.w.cv);
+  sync_destroy(&sc);
   return rc;
 }
 
@@ -279,41 +295,23 @@ int stead__run_as_turn(stead_rt *rt, const char *cls, const char *id,
     return rc;
   }
   sync_call sc;
-  memset(&sc, 0, sizeof sc);
-  pthread_mutex_init(&sc.w.mu, NULL);
-  pthread_cond_init(&sc.w.cv, NULL);
+  sync_init(&sc);
   int tmo = timeout_ms > 0 ? timeout_ms : rt->cfg.default_timeout_ms;
   stead__call *c = stead__call_new(rt, sync_done, &sc, tmo, false, 0, NULL);
-  stead__msg *m = c ? stead__msg_new(STEAD__MSG_CALL, NULL, 0) : NULL;
+  stead__msg *m = c ? stead__msg_new(STEAD__MSG_FN, NULL, 0) : NULL;
   if (!m) {
     free(c);
     rc = stead__err(STEAD_ENOMEM, "out of memory");
   } else {
-    m->kind = STEAD__MSG_FN;
     m->fn = fn;
     m->fn_arg = arg;
     m->call = c;
-    if ((rc = stead__call_arm(c)) == 0 &&
-        (rc = stead__enqueue(rt, crec, id, strlen(id), m, false)) != 0) {
-      atomic_store(&c->done, 1);
-      if (stead__timer_cancel(&rt->timers, &c->timer))
-        stead__call_unref(c);
-    }
-    if (rc)
-      stead__msg_free(m);
+    rc = submit_call(rt, crec, id, m);
   }
   api_leave(rt);
-  if (rc == 0) {
-    pthread_mutex_lock(&sc.w.mu);
-    while (!sc.w.done)
-      pthread_cond_wait(&sc.w.cv, &sc.w.mu);
-    pthread_mutex_unlock(&sc.w.mu);
-    rc = sc.w.rc;
-    free(sc.reply);
-    if (rc)
-      stead__err(rc, "%s", sc.msg[0] ? sc.msg : stead_strerror(rc));
-  }
-  pthread_mutex_destroy(&sc.w.mu);
-  pthread_cond_destroy(&sc.w.cv);
+  if (rc == 0)
+    rc = sync_wait(&sc);
+  free(sc.reply);
+  sync_destroy(&sc);
   return rc;
 }

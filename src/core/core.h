@@ -288,6 +288,9 @@ const stead_method *stead__method_find(const stead__class_rec *c, const char *na
  * dropped. Takes ownership of m on success only. */
 int stead__enqueue(stead_rt *rt, const stead__class_rec *c, const char *id, size_t id_len,
                    stead__msg *m, bool bypass_limit);
+/* Appends m to a's mailbox, counts it in flight and schedules a if idle.
+ * The stripe lock must be held. */
+void stead__mailbox_push(stead_rt *rt, stead__act *a, stead__msg *m);
 /* Enqueues to a known activation (continuations: the object is pinned). */
 void stead__enqueue_act(stead_rt *rt, stead__act *a, stead__msg *m);
 

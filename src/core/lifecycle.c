@@ -25,18 +25,7 @@ bool stead__queue_system(stead_rt *rt, stead__act *a, stead__msg_kind kind,
     return false;
   m->waiter = w;
   a->sys_pending = true;
-  m->next = NULL;
-  if (a->tail)
-    a->tail->next = m;
-  else
-    a->head = m;
-  a->tail = m;
-  a->queued++;
-  stead__inflight_add(rt);
-  if (!a->sched) {
-    a->sched = true;
-    stead__rq_push(rt, a);
-  }
+  stead__mailbox_push(rt, a, m);
   return true;
 }
 

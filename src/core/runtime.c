@@ -329,7 +329,7 @@ static void *worker_main(void *p) {
 
 /* ---- enqueue -------------------------------------------------------- */
 
-static void mailbox_push(stead_rt *rt, stead__act *a, stead__msg *m) {
+void stead__mailbox_push(stead_rt *rt, stead__act *a, stead__msg *m) {
   m->next = NULL;
   if (a->tail)
     a->tail->next = m;
@@ -371,7 +371,7 @@ int stead__enqueue(stead_rt *rt, const stead__class_rec *c, const char *id, size
                       "mailbox of %s/%s is full (%zu messages); retry later",
                       c->cls->name, a->id, a->queued);
   }
-  mailbox_push(rt, a, m);
+  stead__mailbox_push(rt, a, m);
   pthread_mutex_unlock(&s->mu);
   if (created && rt->cfg.max_activations)
     stead__evict_if_needed(rt);
@@ -381,7 +381,7 @@ int stead__enqueue(stead_rt *rt, const stead__class_rec *c, const char *id, size
 void stead__enqueue_act(stead_rt *rt, stead__act *a, stead__msg *m) {
   stead__stripe *s = &rt->stripes[a->stripe];
   pthread_mutex_lock(&s->mu);
-  mailbox_push(rt, a, m);
+  stead__mailbox_push(rt, a, m);
   pthread_mutex_unlock(&s->mu);
 }
 
