@@ -96,6 +96,8 @@ void stead_free(void *p);
 
 typedef struct stead_rt stead_rt;
 typedef struct stead_ctx stead_ctx;
+/* One end of a duplex connection to an object (see "Connections"). */
+typedef struct stead_conn stead_conn;
 
 /* Log levels, most severe first. */
 typedef enum stead_log_level {
@@ -271,6 +273,24 @@ typedef struct stead_class {
   int64_t hibernate_after_ms;
   /* Deactivate after this long idle. 0: never (only LRU or close). */
   int64_t shutdown_after_ms;
+  /* Connections (see "Connections"). All optional; a class without
+   * on_connect rejects every connect with STEAD_ENOTSUP. Each runs as a
+   * turn of the object, activating it if needed. `conn` is the object's
+   * end of the connection, valid during the turn.
+   *   on_connect: accept (return 0) or reject (stead_conn_reject, or any
+   *     failure: its message is the reason the client receives). `meta`
+   *     is the connect's bytes (valid during the call).
+   *   on_conn_message: one message from the client, in the order sent.
+   *     A failure is logged and counted; the message is not redelivered.
+   *   on_conn_close: the client closed the connection, the runtime did
+   *     (slow client, shutdown), or the connect timed out after the
+   *     object accepted it -- not when the object closed it itself. Runs
+   *     once per accepted connection at most. `reason` is valid during
+   *     the call. */
+  int (*on_connect)(stead_ctx *ctx, stead_conn *conn, const void *meta, size_t len);
+  int (*on_conn_message)(stead_ctx *ctx, stead_conn *conn, const void *data, size_t len,
+                         unsigned flags);
+  int (*on_conn_close)(stead_ctx *ctx, stead_conn *conn, int code, const char *reason);
 } stead_class;
 
 /* Registers a class. Errors: EINVAL (bad name, NULL methods, duplicate or
@@ -1708,6 +1728,214 @@ int stead_fail_code(stead_ctx *ctx, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+
+/* ======================================================================
+ * Connections
+ *
+ * A client opens a duplex connection to an object with stead_connect; the
+ * object's class accepts or rejects it in on_connect (a turn). Then both
+ * sides send messages with stead_conn_send until either side closes with
+ * stead_conn_close. Each connection has two ends, both stead_conn
+ * pointers: the client's (returned by stead_connect) and the object's
+ * (handed to the class's hooks and returned by stead_conn_list).
+ *
+ * Ordering: messages from the client become turns of the object
+ * (on_conn_message), in the order stead_conn_send was called on that
+ * connection. Messages from the object are sent like a turn's other
+ * outputs: only if the turn succeeds, after its commit is durable, and
+ * they reach the client's on_message in the order sent, one at a time
+ * (never concurrently for one connection).
+ *
+ * Close listeners: the client's on_close runs exactly once for every
+ * accepted connection, whoever closed it -- the object, the client itself
+ * (from inside stead_conn_close), the runtime (a slow client, stead_close).
+ * No on_message runs after it. The object's on_conn_close runs once when
+ * anyone but the object closed it.
+ *
+ * Hibernation: the runtime, not the activation, keeps the connections. An
+ * object with open connections deactivates like any other (idle
+ * shutdown_after_ms, the LRU limit, stead_deactivate) and its connections
+ * stay open; the next message on any of them reactivates it. What the
+ * object needs to know about a connection after that goes in its
+ * attachment (small bytes kept by the runtime) and its tags, and
+ * stead_conn_list finds the connections again.
+ *
+ * Back-pressure: messages to a client wait in a bounded queue of that
+ * connection (stead_conn_opts) until on_message took them. A client whose
+ * queue is full is disconnected with STEAD_CLOSE_SLOW and a reason; the
+ * object's send never blocks and never grows memory without bound. The
+ * client's messages go through the object's mailbox: when it is full,
+ * stead_conn_send returns STEAD_EOVERLOAD.
+ *
+ * Cluster: connections are in-process: the client and the object are in
+ * the same runtime. See docs/connections.md.
+ * ====================================================================== */
+
+/* Message flag: the bytes are UTF-8 text (a WebSocket text frame). Without
+ * it they are binary. stead_conn_send checks text for valid UTF-8. */
+#define STEAD_CONN_TEXT 1u
+
+/* Close codes: WebSocket's (RFC 6455, 7.4.1), so that the gateway passes
+ * them through. Codes a caller of stead_conn_close may give: 1000, and
+ * 3000..4999 (application codes); the others are set by the runtime. */
+#define STEAD_CLOSE_NORMAL     1000 /* done */
+#define STEAD_CLOSE_GOING_AWAY 1001 /* runtime or server shutting down */
+#define STEAD_CLOSE_PROTOCOL   1002 /* malformed WebSocket frames */
+#define STEAD_CLOSE_BAD_DATA   1007 /* a text message that is not UTF-8 */
+#define STEAD_CLOSE_SLOW       1008 /* outgoing queue full: client too slow */
+#define STEAD_CLOSE_TOO_BIG    1009 /* message over the size limit */
+#define STEAD_CLOSE_INTERNAL   1011 /* the server failed */
+#define STEAD_CLOSE_TRY_LATER  1013 /* the object's mailbox is full */
+#define STEAD_CLOSE_ABNORMAL   1006 /* connect timed out; socket lost */
+
+/* Limits. A close reason is at most 123 bytes (a WebSocket close frame's
+ * room); longer reasons are cut at a character boundary. */
+#define STEAD_MAX_CONN_META       (64 * 1024)
+#define STEAD_MAX_CONN_ATTACHMENT 2048
+#define STEAD_MAX_CONN_TAGS       10
+#define STEAD_MAX_CONN_TAG        256
+#define STEAD_MAX_CONN_REASON     123
+#define STEAD_MAX_CONNS_PER_OBJ   32768
+
+/* A message from the object: `data` (valid during the call) with flags
+ * (STEAD_CONN_TEXT or 0). Runs on a runtime thread (the runtime's one
+ * delivery thread); it must return quickly -- copy the bytes and hand
+ * them on. It may call stead_conn_send and stead_conn_close on `conn`. */
+typedef void (*stead_conn_message_fn)(stead_conn *conn, const void *data, size_t len,
+                                      unsigned flags, void *udata);
+/* The connection is closed (see "Close listeners" above). `reason` is
+ * valid during the call. Runs on the delivery thread, or inside
+ * stead_conn_close when the client closed. The handle stays valid until
+ * the client calls stead_conn_close (which it must, once). */
+typedef void (*stead_conn_close_fn)(stead_conn *conn, int code, const char *reason,
+                                    void *udata);
+
+/* Options of a connect. Zero-initialise, then set what you need. */
+typedef struct stead_conn_opts {
+  stead_conn_message_fn on_message; /* required */
+  stead_conn_close_fn on_close;     /* optional */
+  void *udata;                      /* passed to both */
+  /* The outgoing queue: messages waiting for on_message. Over either
+   * bound the client is disconnected (STEAD_CLOSE_SLOW). 0: 1024
+   * messages, 4 MiB. */
+  size_t max_queue_msgs;
+  size_t max_queue_bytes;
+  /* Deadline of the accept/reject answer. <= 0: default_timeout_ms. */
+  int timeout_ms;
+} stead_conn_opts;
+
+/* The outcome of stead_connect_async: status 0 and the client's end
+ * (owned by the caller until stead_conn_close), or a STEAD_E* code with
+ * conn NULL and `reason` saying why (valid during the call). */
+typedef void (*stead_connect_cb)(stead_conn *conn, int status, const char *reason,
+                                 void *udata);
+
+/* Opens a connection to object (cls, id) and blocks until it accepts or
+ * rejects it. `meta` (may be NULL when meta_len is 0; copied) goes to
+ * on_connect. On 0, *out is the client's end, owned by the caller until
+ * stead_conn_close. Errors: EINVAL (bad name or id, NULL on_message or
+ * out), ETOOBIG (meta over STEAD_MAX_CONN_META), ENOCLASS, ENOTSUP (the
+ * class has no on_connect), EREJECTED (the object refused; stead_errmsg()
+ * is its reason), ETOOBIG (the object has STEAD_MAX_CONNS_PER_OBJ open),
+ * EOVERLOAD (mailbox full), ETIMEDOUT, ESTORAGE and ECORRUPT (the object
+ * could not activate), ECLOSED, ENOMEM, EMISUSE (from a stead thread). */
+int stead_connect(stead_rt *rt, const char *cls, const char *id, const void *meta,
+                  size_t meta_len, stead_conn_message_fn on_message,
+                  stead_conn_close_fn on_close, void *udata, stead_conn **out);
+
+/* The same without blocking: on 0, `cb` runs exactly once (on a stead
+ * thread, never inside this call) with the outcome; on an error return it
+ * never runs. opts is read during the call. Errors returned: as
+ * stead_connect before the object is asked. Thread-safe. */
+int stead_connect_async(stead_rt *rt, const char *cls, const char *id, const void *meta,
+                        size_t meta_len, const stead_conn_opts *opts, stead_connect_cb cb,
+                        void *cb_udata);
+
+/* Sends a message to the other end; `data` is copied.
+ * Client's end: queued now as a turn of the object (on_conn_message).
+ * Errors: EINVAL, ETOOBIG (over max_payload), ECLOSED (the connection or
+ * the runtime is closed), EOVERLOAD (the object's mailbox is full;
+ * retryable), ENOMEM. Thread-safe; one thread at a time per connection
+ * keeps the order.
+ * Object's end: only inside a turn of that object (else EMISUSE); sent
+ * when the turn commits (dropped if it fails). Errors: EINVAL, ETOOBIG,
+ * ECLOSED (already closed), ENOMEM. If the client's queue overflows when
+ * it is released, the client is disconnected (STEAD_CLOSE_SLOW) and the
+ * object gets on_conn_close.
+ * STEAD_CONN_TEXT data must be UTF-8 (EINVAL). */
+int stead_conn_send(stead_conn *conn, const void *data, size_t len, unsigned flags);
+
+/* Closes the connection with `code` (1000 or 3000..4999; 0 means 1000)
+ * and `reason` (may be NULL; copied, cut to STEAD_MAX_CONN_REASON).
+ * Client's end: closes it if still open (the object's on_conn_close
+ * runs as a turn, after the messages already sent), runs the client's
+ * on_close if it has not run (waiting for a running on_message of this
+ * connection on another thread to return), and releases the handle: it
+ * must not be used again. Call it exactly once per connection, also
+ * after the object or the runtime closed it, also after stead_close.
+ * Object's end: only inside a turn of the object (EMISUSE); the close
+ * happens when the turn commits, after the messages it sent; the client's
+ * on_close gets code and reason. Closing a closed connection from the
+ * object returns 0. Errors: EINVAL (bad code). */
+int stead_conn_close(stead_conn *conn, int code, const char *reason);
+
+/* A number naming the connection, unique within the runtime and the same
+ * at both ends and across hibernation. 0 for NULL. Thread-safe. */
+uint64_t stead_conn_id(const stead_conn *conn);
+
+/* Inside on_connect: rejects the connection with a printf-style reason
+ * (cut to STEAD_MAX_CONN_REASON bytes) that the client receives with
+ * STEAD_EREJECTED. Returns STEAD_EREJECTED for
+ * `return stead_conn_reject(ctx, "room is full")`. */
+int stead_conn_reject(stead_ctx *ctx, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/* Inside a turn of the connection's object: sets its attachment (bytes
+ * copied; len 0 clears it). Kept by the runtime while the connection is
+ * open, across hibernation; takes effect at once (it is not rolled back
+ * with a failed turn). Errors: EINVAL, ETOOBIG (over
+ * STEAD_MAX_CONN_ATTACHMENT), EMISUSE (not the object's end, or not in a
+ * turn of its object), ENOMEM. */
+int stead_conn_set_attachment(stead_ctx *ctx, stead_conn *conn, const void *data,
+                              size_t len);
+
+/* Inside a turn of the connection's object: its attachment. *data points
+ * to runtime memory valid until the end of the turn or the next
+ * stead_conn_set_attachment (NULL with *len 0 when there is none).
+ * Errors: EINVAL, EMISUSE. */
+int stead_conn_attachment(stead_ctx *ctx, stead_conn *conn, const void **data,
+                          size_t *len);
+
+/* Inside a turn of the connection's object: adds a tag (1..256 bytes of
+ * UTF-8, copied) for stead_conn_list; adding a tag it has is a no-op. At
+ * once, like attachments. Errors: EINVAL, ETOOBIG (tag too long or
+ * STEAD_MAX_CONN_TAGS already), EMISUSE, ENOMEM. */
+int stead_conn_tag(stead_ctx *ctx, stead_conn *conn, const char *tag);
+
+/* Inside a turn: the object's open connections (its ends), oldest first;
+ * only those with tag `tag` unless it is NULL. On 0, *out is an array of
+ * *n pointers the caller frees with stead_free (NULL when *n is 0); the
+ * connections it points to stay valid until the end of the turn, even if
+ * they close meanwhile. Errors: EINVAL, EMISUSE (not in a turn), ENOMEM. */
+int stead_conn_list(stead_ctx *ctx, const char *tag, stead_conn ***out, size_t *n);
+
+/* Counters of the runtime's connections (also in stead_metrics_text). */
+typedef struct stead_conn_stats {
+  uint64_t open;           /* open now (the object accepted, not closed) */
+  uint64_t accepted;       /* connects accepted since open */
+  uint64_t rejected;       /* connects refused (or failed) */
+  uint64_t closed;         /* closes, all causes */
+  uint64_t closed_slow;    /* clients disconnected for a full queue */
+  uint64_t msgs_in;        /* client -> object messages queued */
+  uint64_t msgs_out;       /* object -> client messages delivered */
+  uint64_t msgs_discarded; /* object -> client messages for a closed end */
+} stead_conn_stats;
+
+/* Copies the counters into *out. Errors: EINVAL. Thread-safe. */
+int stead_conn_get_stats(stead_rt *rt, stead_conn_stats *out);
 
 #ifdef __cplusplus
 }

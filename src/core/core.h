@@ -121,6 +121,7 @@ typedef enum stead__msg_kind {
   STEAD__MSG_FN,       /* a runtime function run as a turn (fn, fn_arg) */
   STEAD__MSG_HIBERNATE,
   STEAD__MSG_DEACTIVATE,
+  STEAD__MSG_CONN, /* a connection's connect, message or close (conn.c) */
 } stead__msg_kind;
 
 typedef struct stead__waiter {
@@ -148,6 +149,12 @@ struct stead__msg {
   void *fn_arg;
   /* DEACTIVATE requested by stead_deactivate: signalled when done. */
   stead__waiter *waiter;
+  /* CONN: the connection (one reference, dropped by stead__msg_free), the
+   * operation and its code (close code or message flags). A connect
+   * carries its completion in `call`. */
+  struct stead__conn_rec *conn;
+  int conn_op;
+  int conn_code;
   size_t len;
   uint8_t *payload; /* points into the same allocation, after the struct */
 };
@@ -346,6 +353,21 @@ void stead__alarm_rt_failed(stead_rt *rt, const char *cls, const char *id,
  * (alarms set from outside). Not from a stead thread (EMISUSE). */
 int stead__run_as_turn(stead_rt *rt, const char *cls, const char *id,
                        int (*fn)(stead_ctx *ctx, void *arg), void *arg, int timeout_ms);
+
+/* Connections (conn.c). */
+/* The ctx of the turn running on this thread, or NULL. */
+stead_ctx *stead__ctx_current(void);
+/* Runs a CONN message's operation as the body of its turn. */
+int stead__conn_turn(stead_ctx *ctx, stead__msg *m);
+/* Drops a CONN message's reference to its connection (stead__msg_free). */
+void stead__conn_msg_release(stead__msg *m);
+int stead__conn_rt_open(stead_rt *rt);
+/* At the start of stead_close: closes every connection (GOING_AWAY). */
+void stead__conn_rt_close(stead_rt *rt);
+/* After the workers stopped: delivers the last close notifications,
+ * stops the delivery thread, drops the runtime's hold on the module. */
+void stead__conn_rt_free(stead_rt *rt);
+int stead__conn_rt_metrics(stead_rt *rt, stead__buf *b);
 
 /* Timers (timers.c). */
 stead__act *stead__ctx_act(stead_ctx *ctx);

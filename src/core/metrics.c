@@ -76,6 +76,7 @@ int stead_metrics_text(stead_rt *rt, char **out, size_t *out_len) {
   rc |= stead__bus_rt_metrics(rt, &b);
   rc |= stead__alarm_rt_metrics(rt, &b);
   rc |= stead__timers_rt_metrics(rt, &b);
+  rc |= stead__conn_rt_metrics(rt, &b);
   if (rc) {
     stead__buf_free(&b);
     return stead__err(STEAD_ENOMEM, "out of memory rendering metrics");

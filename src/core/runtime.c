@@ -499,7 +499,9 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
     rt_free(rt);
     return rc;
   }
-  if ((rc = stead__timerq_init(&rt->timers, rt)) != 0) {
+  if ((rc = stead__conn_rt_open(rt)) != 0 ||
+      (rc = stead__timerq_init(&rt->timers, rt)) != 0) {
+    stead__conn_rt_free(rt);
     stead__bus_rt_close(rt);
     stead__store_close(rt);
     rt_free(rt);
@@ -509,6 +511,7 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
     if (pthread_create(&rt->workers[i], NULL, worker_main, rt) != 0) {
       stop_workers(rt);
       stead__timerq_stop(&rt->timers);
+      stead__conn_rt_free(rt);
       stead__bus_rt_close(rt);
       stead__store_close(rt);
       rt_free(rt);
@@ -519,6 +522,7 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
   if ((rc = stead__alarm_rt_open(rt)) != 0) {
     stop_workers(rt);
     stead__timerq_stop(&rt->timers);
+    stead__conn_rt_free(rt);
     stead__bus_rt_close(rt);
     stead__store_close(rt);
     rt_free(rt);
@@ -568,6 +572,9 @@ int stead_close(stead_rt *rt) {
   stead__timer_cancel(&rt->timers, &rt->sweep_timer);
   /* No alarm fires once closing: pending ones fire after the next open. */
   stead__alarm_rt_stop(rt);
+  /* Connections close first (GOING_AWAY): their objects' on_conn_close
+   * turns run in the drain below. */
+  stead__conn_rt_close(rt);
   /* Drain, answer deferred replies, deactivate; on_deactivate hooks may
    * send more messages, so repeat until nothing is left (bounded). */
   wait_idle(rt);
@@ -584,6 +591,7 @@ int stead_close(stead_rt *rt) {
   wait_idle(rt);
   stop_workers(rt);
   stead__timerq_stop(&rt->timers);
+  stead__conn_rt_free(rt);
   stead__store_close(rt);
   stead__es_rt_close(rt);
   rt_free(rt);

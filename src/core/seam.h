@@ -100,6 +100,7 @@ void **stead__rt_slot(stead_rt *rt, int which);
 #define STEAD__SLOT_ALARM  1
 #define STEAD__SLOT_ES     2
 #define STEAD__SLOT_TIMERS 3
+#define STEAD__SLOT_CONN   5
 #define STEAD__SLOTS       8
 
 #endif

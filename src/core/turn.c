@@ -55,6 +55,14 @@ struct stead_ctx {
 
 /* ---- seam ----------------------------------------------------------- */
 
+/* The turn running on this thread: connections (conn.c) let the object's
+ * end be used with stead_conn_send, which takes no ctx. */
+static _Thread_local stead_ctx *tl_ctx;
+
+stead_ctx *stead__ctx_current(void) {
+  return tl_ctx;
+}
+
 struct stead__objstore *stead__ctx_store(stead_ctx *ctx) {
   return ctx && ctx->act ? ctx->act->store : NULL;
 }
@@ -586,7 +594,8 @@ static void drop_list(out_item *o) {
 /* Messages whose caller waits for an answer: method calls, and runtime
  * functions run as turns. */
 static bool answers(const stead__msg *m) {
-  return m->kind == STEAD__MSG_CALL || m->kind == STEAD__MSG_FN;
+  return m->kind == STEAD__MSG_CALL || m->kind == STEAD__MSG_FN ||
+         (m->kind == STEAD__MSG_CONN && m->call);
 }
 
 static void ctx_init(stead_ctx *ctx, stead_rt *rt, stead__act *a, stead__msg *m) {
@@ -774,7 +783,10 @@ static int run_body(stead_rt *rt, stead__act *a, stead__msg *m, turn_body body, 
   /* Coarse clock: slow-turn detection needs milliseconds, and a precise
    * read per turn is measurable on virtual machines. */
   int64_t t0 = stead__coarse_mono_ms();
+  stead_ctx *outer = tl_ctx;
+  tl_ctx = &ctx;
   int hrc = body(&ctx, m);
+  tl_ctx = outer;
   int64_t dt = stead__coarse_mono_ms() - t0;
   stead__counter_add(&rt->m.turns, 1);
   if (dt > (int64_t)rt->cfg.slow_turn_ms) {
@@ -923,6 +935,10 @@ static void run_user_turn(stead_rt *rt, stead__act *a, stead__msg *m) {
   }
   if (m->kind == STEAD__MSG_FN) {
     run_body(rt, a, m, body_fn, why, sizeof why);
+    return;
+  }
+  if (m->kind == STEAD__MSG_CONN) {
+    run_body(rt, a, m, stead__conn_turn, why, sizeof why);
     return;
   }
   if (m->kind == STEAD__MSG_TIMER) {
@@ -1149,6 +1165,8 @@ void stead__msg_free(stead__msg *m) {
     stead__call_complete(m->call, STEAD_ECLOSED, NULL, 0, "runtime closed");
     stead__call_unref(m->call);
   }
+  if (m->conn)
+    stead__conn_msg_release(m);
   free(m->errmsg);
   free(m->topic);
   free(m);
