@@ -36,7 +36,12 @@ extern const stead_es_class stead_example_account;
  * array of the last 100 messages, oldest first; older ones are deleted.
  * Bad JSON or fields fail the turn with a message saying what is wrong; a
  * room id containing '.' (or anything else not allowed in a topic segment)
- * cannot post. */
+ * cannot post. Connections (GET /v1/objects/chatroom/{room}/connect, a
+ * WebSocket): every stored message is also sent to every connection of
+ * the room as its JSON text; a connection posts by sending {"text":T}
+ * (user: "user" in the message, else the connect's meta, else
+ * "anonymous"); a bad message is answered {"error":"..."} on that
+ * connection only. */
 extern const stead_class stead_example_chatroom;
 
 /* Class "ratelimiter" (ratelimiter.c): a fixed-window limiter per id in a

@@ -1776,8 +1776,7 @@ int stead_fail_code(stead_ctx *ctx, int code, const char *fmt, ...)
 #define STEAD_CONN_TEXT 1u
 
 /* Close codes: WebSocket's (RFC 6455, 7.4.1), so that the gateway passes
- * them through. Codes a caller of stead_conn_close may give: 1000, and
- * 3000..4999 (application codes); the others are set by the runtime. */
+ * them through; applications use 3000..4999. */
 #define STEAD_CLOSE_NORMAL     1000 /* done */
 #define STEAD_CLOSE_GOING_AWAY 1001 /* runtime or server shutting down */
 #define STEAD_CLOSE_PROTOCOL   1002 /* malformed WebSocket frames */
@@ -1865,7 +1864,10 @@ int stead_connect_async(stead_rt *rt, const char *cls, const char *id, const voi
  * STEAD_CONN_TEXT data must be UTF-8 (EINVAL). */
 int stead_conn_send(stead_conn *conn, const void *data, size_t len, unsigned flags);
 
-/* Closes the connection with `code` (1000 or 3000..4999; 0 means 1000)
+/* Closes the connection with `code` (0 means 1000; the client's end may
+ * pass any code 1000..4999, as a WebSocket peer reports it; the object's
+ * end only codes a close frame may carry: 1000..1003, 1007..1014,
+ * 3000..4999)
  * and `reason` (may be NULL; copied, cut to STEAD_MAX_CONN_REASON).
  * Client's end: closes it if still open (the object's on_conn_close
  * runs as a turn, after the messages already sent), runs the client's

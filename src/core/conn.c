@@ -1033,11 +1033,19 @@ int stead_conn_send(stead_conn *conn, const void *data, size_t len, unsigned fla
 
 /* ---- closing ---------------------------------------------------------- */
 
-static int check_code(int *code) {
+/* The client's end passes on any code a WebSocket peer may report
+ * (1000..4999, 1006 for a lost socket included); the object's end only
+ * codes that may be sent in a close frame. */
+static int check_code(int *code, int side) {
   if (*code == 0)
     *code = STEAD_CLOSE_NORMAL;
-  if (*code != STEAD_CLOSE_NORMAL && (*code < 3000 || *code > 4999))
-    return stead__err(STEAD_EINVAL, "close code %d: use 1000 or 3000..4999", *code);
+  int c = *code;
+  bool ok = side == 0 ? c >= 1000 && c <= 4999
+                      : (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) ||
+                            (c >= 3000 && c <= 4999);
+  if (!ok)
+    return stead__err(STEAD_EINVAL,
+                      "close code %d is not allowed here (see STEAD_CLOSE_*)", c);
   return 0;
 }
 
@@ -1079,7 +1087,7 @@ static int client_close(rec *r, int code, const char *reason) {
 int stead_conn_close(stead_conn *conn, int code, const char *reason) {
   if (!conn)
     return stead__err(STEAD_EINVAL, "connection is NULL");
-  int rc = check_code(&code);
+  int rc = check_code(&code, conn->side);
   if (rc)
     return rc;
   char why[STEAD_MAX_CONN_REASON + 1];

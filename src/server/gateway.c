@@ -28,6 +28,8 @@
 #include "server/render.h"
 #include "server/route.h"
 #include "server/sse.h"
+#include "server/ws.h"
+#include "server/ws_proto.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -44,6 +46,9 @@ enum { GW_STARTING = 0, GW_READY = 1, GW_DRAINING = 2 };
 
 /* Bytes an event stream's client may lag behind before it is cut off. */
 #define SSE_MAX_QUEUE ((size_t)1 << 20)
+/* WebSockets: bytes a client may lag behind, and the ping interval. */
+#define WS_MAX_QUEUE ((size_t)1 << 20)
+#define WS_PING_MS   30000
 
 struct stead__gw {
   struct MHD_Daemon *mhd;
@@ -59,6 +64,7 @@ struct stead__gw {
   const stead__logger *log;
   stead__httpm *metrics;
   stead__sse *sse; /* GET /v1/events streams */
+  stead__ws *ws;   /* GET /v1/objects/{class}/{id}/connect sockets */
 };
 
 enum { P_BODY = 0, P_WAIT = 1, P_ANSWERED = 2 };
@@ -83,6 +89,12 @@ typedef struct req {
   void *reply;
   size_t reply_len;
   char *message;
+  /* A WebSocket connect: the session until the upgrade hands it the
+   * socket (ws_attached), the accept key, and the object's answer. */
+  stead__ws_sess *ws_sess;
+  int ws_attached;
+  stead_conn *ws_conn;
+  char ws_accept[29];
 } req;
 
 /* ---- the runtime gate ---- */
@@ -194,6 +206,8 @@ static enum MHD_Result do_metrics(req *r) {
     rc = stead__httpm_text(r->gw->metrics, &b);
   if (rc == 0)
     rc = stead__sse_metrics(r->gw->sse, &b);
+  if (rc == 0)
+    rc = stead__ws_metrics(r->gw->ws, &b);
   if (rc < 0) {
     stead__buf_free(&b);
     return send_error(r, 0, rc, "cannot render metrics");
@@ -324,6 +338,122 @@ static enum MHD_Result do_emit(req *r) {
   return send_json(r, 202, json_pack("{s:s}", "status", "accepted"));
 }
 
+/* ---- WebSocket connects ---- */
+
+static void ws_connected(stead_conn *conn, int status, const char *reason, void *udata) {
+  req *r = udata;
+  pthread_mutex_lock(&r->mu);
+  r->status = status;
+  r->ws_conn = conn;
+  if (status && reason)
+    r->message = stead__strdup(reason);
+  r->done = 1;
+  struct MHD_Connection *c = r->conn;
+  int resume = r->suspended;
+  r->suspended = 0;
+  pthread_mutex_unlock(&r->mu);
+  if (resume)
+    MHD_resume_connection(c);
+}
+
+static void ws_upgraded(void *cls, struct MHD_Connection *connection, void *con_cls,
+                        const char *extra, size_t extra_len, MHD_socket sock,
+                        struct MHD_UpgradeResponseHandle *urh) {
+  req *r = con_cls;
+  r->ws_attached = 1;
+  stead__ws_attach(r->ws_sess, sock, extra, extra_len, urh);
+}
+
+static const char *header(req *r, const char *name) {
+  return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+/* GET /v1/objects/{class}/{id}/connect[?meta=M]: checks the handshake,
+ * asks the object, and upgrades only once it accepted. */
+static enum MHD_Result do_connect(req *r) {
+  stead__gw *gw = r->gw;
+  int st = stead__ws_check_handshake(
+      "GET", header(r, MHD_HTTP_HEADER_UPGRADE), header(r, MHD_HTTP_HEADER_CONNECTION),
+      header(r, "Sec-WebSocket-Version"), header(r, "Sec-WebSocket-Key"), r->ws_accept);
+  if (st == 426) {
+    json_t *j =
+        json_pack("{s:{s:s,s:s}}", "error", "code", "EINVAL", "message", stead_errmsg());
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    struct MHD_Response *resp =
+        body ? MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE)
+             : NULL;
+    if (!resp) {
+      free(body);
+      return MHD_NO;
+    }
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, "Sec-WebSocket-Version", "13");
+    enum MHD_Result ret = MHD_queue_response(r->conn, 426, resp);
+    MHD_destroy_response(resp);
+    r->phase = P_ANSWERED;
+    r->http_status = 426;
+    return ret;
+  }
+  if (st)
+    return send_error(r, st, STEAD_EINVAL, stead_errmsg());
+  char meta[STEAD_MAX_CONN_META + 1];
+  int bad = 0;
+  const char *m = query(r, "meta", meta, sizeof meta, &bad);
+  if (bad)
+    return send_error(r, 400, STEAD_EINVAL,
+                      "meta is badly percent-encoded or over 64 KiB");
+  if (!gate_enter(gw))
+    return send_error(r, 503, STEAD_ECLOSED,
+                      "the server is not serving objects (starting or shutting down)");
+  stead_conn_opts opts;
+  r->ws_sess = stead__ws_sess_new(gw->ws, &opts);
+  if (!r->ws_sess) {
+    gate_leave(gw);
+    return send_error(r, 503, STEAD_ENOMEM, "out of memory");
+  }
+  opts.timeout_ms = r->gw->default_timeout_ms;
+  pthread_mutex_lock(&r->mu);
+  int rc = stead_connect_async(gw->rt, r->route.cls, r->route.id, m, m ? strlen(m) : 0,
+                               &opts, ws_connected, r);
+  if (rc < 0) {
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", stead_errmsg());
+    pthread_mutex_unlock(&r->mu);
+    gate_leave(gw);
+    stead__ws_sess_abort(r->ws_sess);
+    r->ws_sess = NULL;
+    return send_error(r, 0, rc, msg);
+  }
+  r->phase = P_WAIT;
+  r->suspended = 1;
+  MHD_suspend_connection(r->conn);
+  pthread_mutex_unlock(&r->mu);
+  gate_leave(gw);
+  return MHD_YES;
+}
+
+/* The object answered the connect: 101 and the socket to ws.c, or the
+ * refusal as an HTTP error (403 with the object's reason). */
+static enum MHD_Result answer_connect(req *r) {
+  if (r->status != 0) {
+    stead__ws_sess_abort(r->ws_sess);
+    r->ws_sess = NULL;
+    return send_error(r, 0, r->status, r->message);
+  }
+  stead__ws_sess_set_conn(r->ws_sess, r->ws_conn);
+  struct MHD_Response *resp = MHD_create_response_for_upgrade(ws_upgraded, r->gw);
+  if (!resp)
+    return MHD_NO; /* completed_cb aborts the session */
+  MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, "websocket");
+  MHD_add_response_header(resp, "Sec-WebSocket-Accept", r->ws_accept);
+  enum MHD_Result ret = MHD_queue_response(r->conn, MHD_HTTP_SWITCHING_PROTOCOLS, resp);
+  MHD_destroy_response(resp);
+  r->phase = P_ANSWERED;
+  r->http_status = 101;
+  return ret;
+}
+
 /* ---- object calls ---- */
 
 static void call_done(const stead_result *res, void *udata) {
@@ -385,6 +515,8 @@ static enum MHD_Result answer_get(req *r) {
     return do_cluster(r);
   case STEAD__R_OBJECT:
     return do_object(r);
+  case STEAD__R_CONNECT:
+    return do_connect(r);
   default:
     return do_stream(r);
   }
@@ -549,6 +681,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *conn, const c
   pthread_mutex_unlock(&r->mu);
   if (!done)
     return MHD_YES;
+  if (r->route.kind == STEAD__R_CONNECT)
+    return answer_connect(r);
   return answer_call(r);
 }
 
@@ -568,6 +702,8 @@ static void completed_cb(void *cls, struct MHD_Connection *conn, void **con_cls,
                 stead__route_label(r->route.kind), status, (double)dt / 1e6,
                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? ""
                                                            : " (connection ended early)");
+  if (r->ws_sess && !r->ws_attached)
+    stead__ws_sess_abort(r->ws_sess); /* accepted, but the upgrade never came */
   stead__route_free(&r->route);
   stead__buf_free(&r->body);
   free(r->reply);
@@ -592,6 +728,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 }
 
 static void gw_free(stead__gw *gw) {
+  stead__ws_free(gw->ws);
   stead__httpm_free(gw->metrics);
   stead__sse_free(gw->sse);
   free(gw->node_id);
@@ -609,8 +746,11 @@ int stead__gw_start(const stead__gw_config *cfg, stead__gw **out) {
     gw->node_id = stead__strdup(cfg->node_id);
     gw->url = stead__strdup(cfg->url);
     gw->storage = stead__strdup(cfg->storage);
+    stead__ws_config wc = {cfg->max_body, WS_MAX_QUEUE, WS_PING_MS, cfg->log};
+    gw->ws = stead__ws_new(&wc);
   }
-  if (!gw || !gw->metrics || !gw->sse || !gw->node_id || !gw->url || !gw->storage) {
+  if (!gw || !gw->metrics || !gw->sse || !gw->node_id || !gw->url || !gw->storage ||
+      !gw->ws) {
     if (gw)
       gw_free(gw);
     close(cfg->listen_fd);
@@ -628,7 +768,7 @@ int stead__gw_start(const stead__gw_config *cfg, stead__gw **out) {
    * seen here at shutdown under ASan. Graceful drain needs quiesce, so
    * the gateway uses poll(); docs/http.md records the trade-off. */
   unsigned flags = MHD_USE_POLL | MHD_USE_INTERNAL_POLLING_THREAD |
-                   MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+                   MHD_ALLOW_SUSPEND_RESUME | MHD_ALLOW_UPGRADE | MHD_USE_ERROR_LOG;
   /* The logger goes first so MHD reports option errors through it. */
   gw->mhd = MHD_start_daemon(
       flags, 0, NULL, NULL, access_cb, gw, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
@@ -663,6 +803,9 @@ void stead__gw_drain(stead__gw *gw) {
   stead__sse_close_all(gw->sse);
   while (atomic_load(&gw->users) > 0)
     usleep(1000);
+  /* WebSockets close with 1001 before the runtime closes their objects'
+   * connections; connects still in flight are closed when they attach. */
+  stead__ws_close_all(gw->ws);
 }
 
 void stead__gw_stop(stead__gw *gw, int grace_ms) {
@@ -674,6 +817,9 @@ void stead__gw_stop(stead__gw *gw, int grace_ms) {
    * client; idle keep-alive connections hold nothing and are cut. */
   while (atomic_load(&gw->active) > 0 && stead__mono_ms() < end)
     usleep(2000);
+  /* Upgraded sockets go back to MHD before it stops. */
+  stead__ws_free(gw->ws);
+  gw->ws = NULL;
   MHD_stop_daemon(gw->mhd);
   if (gw->listen_fd >= 0)
     close(gw->listen_fd);

@@ -127,6 +127,8 @@ const char *stead__route_label(stead__route_kind kind) {
     return "healthz";
   case STEAD__R_CLUSTER:
     return "cluster";
+  case STEAD__R_CONNECT:
+    return "connect";
   case STEAD__R_STREAM:
     return "event_stream";
   default:
@@ -237,7 +239,9 @@ int stead__route_match(const char *http_method, const char *path, stead__route *
   else if (s.n == 4 && seg_is(&s, 0, "v1") && seg_is(&s, 1, "objects"))
     kind = STEAD__R_OBJECT;
   else if (s.n == 5 && seg_is(&s, 0, "v1") && seg_is(&s, 1, "objects"))
-    kind = STEAD__R_CALL;
+    /* GET .../connect is the WebSocket route; POST .../connect stays a
+     * call of a method named "connect". */
+    kind = get && seg_is(&s, 4, "connect") ? STEAD__R_CONNECT : STEAD__R_CALL;
   if (kind == STEAD__R_NONE) {
     *http_status = 404;
     return stead__err(STEAD_ENOTFOUND, "no such route");
@@ -271,7 +275,7 @@ int stead__route_match(const char *http_method, const char *path, stead__route *
     rc = take(&s, 2, mem, &off, &out->cls, "class", 'n', http_status);
     if (rc == 0)
       rc = take(&s, 3, mem, &off, &out->id, "id", 'u', http_status);
-    if (rc == 0 && kind == STEAD__R_CALL)
+    if (rc == 0 && (kind == STEAD__R_CALL || kind == STEAD__R_CONNECT))
       rc = take(&s, 4, mem, &off, &out->method, "method", 'n', http_status);
   }
   if (rc < 0) {

@@ -21,6 +21,7 @@ typedef enum stead__route_kind {
   STEAD__R_HEALTHZ,  /* GET  /healthz */
   STEAD__R_CLUSTER,  /* GET  /v1/cluster */
   STEAD__R_STREAM,   /* GET  /v1/events (Server-Sent Events) */
+  STEAD__R_CONNECT,  /* GET  /v1/objects/{class}/{id}/connect (WebSocket) */
   STEAD__R_COUNT
 } stead__route_kind;
 

@@ -367,11 +367,13 @@ static void test_failed_turn_sends_nothing(void **state) {
   assert_rc(stead_conn_send(c, "\xff", 1, STEAD_CONN_TEXT), STEAD_EINVAL);
   assert_rc(stead_conn_send(c, "x", 1, 0x80), STEAD_EINVAL);
   assert_rc(stead_conn_send(c, NULL, 3, 0), STEAD_EINVAL);
-  assert_rc(stead_conn_close(c, 1234, NULL), STEAD_EINVAL);
+  assert_rc(stead_conn_close(c, 999, NULL), STEAD_EINVAL);
+  assert_rc(stead_conn_close(c, 5000, NULL), STEAD_EINVAL);
   /* The object's end outside a turn of its object. */
   stead_conn *oe = atomic_load(&g_obj_end);
   assert_rc(stead_conn_send(oe, "x", 1, 0), STEAD_EMISUSE);
   assert_rc(stead_conn_close(oe, 0, NULL), STEAD_EMISUSE);
+  assert_rc(stead_conn_close(oe, STEAD_CLOSE_ABNORMAL, NULL), STEAD_EINVAL);
   assert_rc(stead_conn_close(c, 3001, "done"), 0);
   assert_true(wait_atomic(&g_obj_closes, 1));
   assert_int_equal(atomic_load(&g_obj_close_code), 3001);
