@@ -49,6 +49,8 @@ enum { GW_STARTING = 0, GW_READY = 1, GW_DRAINING = 2 };
 /* WebSockets: bytes a client may lag behind, and the ping interval. */
 #define WS_MAX_QUEUE ((size_t)1 << 20)
 #define WS_PING_MS   30000
+/* Open HTTP connections, WebSockets included (each holds one fd). */
+#define GW_MAX_CONNECTIONS 16384
 
 struct stead__gw {
   struct MHD_Daemon *mhd;
@@ -775,8 +777,11 @@ int stead__gw_start(const stead__gw_config *cfg, stead__gw **out) {
       (void *)cfg->log, MHD_OPTION_LISTEN_SOCKET, cfg->listen_fd,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->threads, MHD_OPTION_NOTIFY_COMPLETED,
       completed_cb, gw, MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, gw,
-      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
-      (size_t)64 * 1024, MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)60,
+      /* The default (FD_SETSIZE - 4, split across the pool) would refuse
+       * connections long before poll() needs to: WebSockets stay open. */
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)GW_MAX_CONNECTIONS,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024, MHD_OPTION_END);
   if (!gw->mhd) {
     gw_free(gw);
     close(cfg->listen_fd);

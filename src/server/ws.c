@@ -24,6 +24,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -260,8 +262,11 @@ void stead__ws_attach(stead__ws_sess *s, MHD_socket fd, const char *extra, size_
   stead__ws *ws = s->ws;
   s->fd = fd;
   s->urh = urh;
-  int sb = SNDBUF;
+  int sb = SNDBUF, one = 1;
   setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sb, sizeof sb);
+  /* wslay writes a frame's header and payload separately: without this,
+   * Nagle holds the payload for the peer's delayed ACK (~40 ms). */
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   int fl = fcntl(fd, F_GETFL);
   if (fl >= 0)
     fcntl(fd, F_SETFL, fl | O_NONBLOCK);
@@ -383,9 +388,20 @@ static void take_pending(stead__ws *ws, stead__ws_sess *s) {
 
 /* One session after poll: read, write, decide whether it is over. */
 static bool service(stead__ws *ws, stead__ws_sess *s, short rev, int64_t now) {
-  if ((rev & (POLLIN | POLLHUP | POLLERR)) || s->extra_off < s->extra_len)
-    if (stead__wsp_read(s->wsp) != 0)
+  if (((rev & (POLLIN | POLLHUP | POLLERR)) || s->extra_off < s->extra_len) &&
+      stead__wsp_read(s->wsp) != 0 && !s->failed) {
+    /* Not the socket: wslay refused a frame without answering it. */
+    /* wslay may have queued its own close already (then ours fails). */
+    if (s->closing_since ||
+        (stead__wsp_close(s->wsp, STEAD_CLOSE_PROTOCOL, "protocol error") != 0 &&
+         !stead__wsp_want_write(s->wsp)))
       s->failed = true;
+    else {
+      s->closing_since = now;
+      s->peer_code = STEAD_CLOSE_PROTOCOL;
+      snprintf(s->peer_reason, sizeof s->peer_reason, "protocol error");
+    }
+  }
   int pc;
   if (!s->closing_since && stead__wsp_close_received(s->wsp, &pc)) {
     /* wslay answered the close; report the client's code. */

@@ -162,6 +162,7 @@ struct stead__wsp {
   wslay_event_context_ptr ctx;
   stead__wsp_io io;
   void *u;
+  size_t max_msg;
 };
 
 static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
@@ -210,13 +211,29 @@ static void msg_cb(wslay_event_context_ptr ctx,
   s->io.message(s->u, a->msg, a->msg_length, text);
 }
 
+/* wslay enforces the message limit as payload arrives; a frame whose
+ * header already announces more is refused at once. */
+static void frame_start_cb(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_start_arg *a,
+                           void *ud) {
+  stead__wsp *s = ud;
+  if (a->payload_length > s->max_msg && !wslay_event_get_close_sent(ctx)) {
+    const char *why = "message too big";
+    wslay_event_queue_close(ctx, WSLAY_CODE_MESSAGE_TOO_BIG, (const uint8_t *)why,
+                            strlen(why));
+    wslay_event_shutdown_read(ctx);
+  }
+}
+
 stead__wsp *stead__wsp_new(const stead__wsp_io *io, void *u, size_t max_msg) {
   stead__wsp *s = calloc(1, sizeof *s);
   if (!s)
     return NULL;
   s->io = *io;
   s->u = u;
-  struct wslay_event_callbacks cbs = {recv_cb, send_cb, NULL, NULL, NULL, NULL, msg_cb};
+  s->max_msg = max_msg;
+  struct wslay_event_callbacks cbs = {recv_cb, send_cb, NULL,  frame_start_cb,
+                                      NULL,    NULL,    msg_cb};
   if (wslay_event_context_server_init(&s->ctx, &cbs, s) != 0) {
     free(s);
     return NULL;
