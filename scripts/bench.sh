@@ -18,5 +18,7 @@ run storage "$build/bench/storage/bench_storage" "$tmp/storage" 3 2
 [ -x "$build/bench/loop/bench_loop" ] && run loop "$build/bench/loop/bench_loop"
 [ -x "$build/bench/alarms/bench_alarms" ] && run alarms "$build/bench/alarms/bench_alarms"
 [ -x "$build/bench/cluster/bench_cluster_nats" ] && run cluster "$build/bench/cluster/bench_cluster_nats"
+[ -x "$build/bench/connections/bench_connections" ] &&
+  run connections "$build/bench/connections/bench_connections" "$build/src/server/stead"
 [ -x bench/http/run.sh ] && run http bash bench/http/run.sh "$build"
 exit 0

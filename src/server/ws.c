@@ -72,7 +72,7 @@ struct stead__ws_sess {
   int64_t last_rx_ms, last_ping_ms;
   int64_t closing_since; /* 0: not closing */
   int peer_code;         /* the code to report to the object */
-  char peer_reason[64];
+  char peer_reason[STEAD_MAX_CONN_REASON + 1];
   bool failed; /* the stream broke */
 };
 
