@@ -64,6 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       f[i] = p;
     if (p < end)
       p += strlen(p) + 1;
+    if (p > end)
+      p = end; /* further values are empty strings, never past the buffer */
   }
   stead__call_params cp;
   int st = 0;
