@@ -139,6 +139,7 @@ struct stead__node {
   int has_rtr;
 
   atomic_uint_fast64_t corr;
+  atomic_int left; /* stead__node_leave ran (or runs) */
   atomic_uint_fast64_t n_acquired, n_released, n_lost, n_acq_fail;
   atomic_uint_fast64_t n_malformed, n_expired, n_not_owner, n_calls, n_retries;
 };
@@ -841,6 +842,8 @@ int stead__node_call(stead__node *n, const stead__env *req, int64_t deadline_ms,
                      stead__node_call_fn cb, void *udata) {
   if (!n || !req || !cb)
     return stead__err(STEAD_EINVAL, "node, request and callback must not be NULL");
+  if (atomic_load(&n->left))
+    return stead__err(STEAD_ECLOSED, "node %s has left the deployment", n->node_id);
   int64_t now_ms = stead__wall_ms();
   if (deadline_ms <= now_ms)
     return stead__err(STEAD_EINVAL, "the deadline must be in the future");
@@ -868,7 +871,9 @@ int stead__node_call(stead__node *n, const stead__env *req, int64_t deadline_ms,
   e.status = 0;
   e.message = NULL;
   e.owned_ = NULL;
-  int rc = stead__env_encode(&e, n->max_payload, 0, &c->wire);
+  /* The runtime is the only caller, and it marks what it forwards (events,
+   * one-way sends) with reserved headers. */
+  int rc = stead__env_encode(&e, n->max_payload, STEAD__ENV_INTERNAL, &c->wire);
   if (rc == 0)
     rc = stead__nats_shard_subject(c->subject, sizeof c->subject, n->deployment,
                                    (uint32_t)s);
@@ -1132,8 +1137,8 @@ static int busy_locked(stead__node *n) {
   return 0;
 }
 
-void stead__node_close(stead__node *n) {
-  if (!n)
+void stead__node_leave(stead__node *n) {
+  if (!n || atomic_exchange(&n->left, 1))
     return;
   /* Leave first: peers stop routing here and start acquiring, and get the
    * leases as soon as the drains below release them. */
@@ -1164,8 +1169,18 @@ void stead__node_close(stead__node *n) {
     pthread_join(n->rtr, NULL);
   if (!n->killed)
     stead__nats_close(n->t); /* pending calls end with ECLOSED */
-  for (uint32_t s = 0; s < n->nshards; s++)
+  for (uint32_t s = 0; s < n->nshards; s++) {
     stead__nats_unserve(n->sh[s].sub);
+    n->sh[s].sub = NULL;
+  }
+}
+
+void stead__node_close(stead__node *n) {
+  if (!n)
+    return;
+  stead__node_leave(n);
+  /* Only now: a call racing with leave may still touch the (closed)
+   * transport, whose memory the anchor keeps. */
   if (n->anchor)
     stead__nats_unserve(n->anchor);
   node_free(n);

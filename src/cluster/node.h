@@ -125,6 +125,13 @@ int stead__node_open(const stead__node_opts *o, stead__node **out);
  * callback. NULL allowed. */
 void stead__node_close(stead__node *n);
 
+/* The first half of stead__node_close: leaves, drains, releases and stops
+ * everything, but keeps the memory, so threads that may still race with
+ * the leave (route, owns, owner_epoch: they answer "not owner"; call:
+ * ECLOSED) stay safe until stead__node_close frees it. Idempotent. Must
+ * not be called from a node callback. */
+void stead__node_leave(stead__node *n);
+
 /* 1 if this node owns `shard` and accepts new turns of it (lease held,
  * unexpired by the local bound, not draining); else 0. Thread-safe. */
 int stead__node_owns(stead__node *n, uint32_t shard);
@@ -165,7 +172,8 @@ typedef void (*stead__node_call_fn)(int status, const stead__env *reply, void *u
 
 /* Sends request `req` (kind, shard, corr, created and deadline are set by
  * the node; cls, id, method, headers and payload are used; all borrowed
- * for the call) to the owner of its shard, through NATS (also when the
+ * for the call; headers may use the reserved x-stead- prefix: the runtime
+ * is the caller) to the owner of its shard, through NATS (also when the
  * owner is this node). A "not owner" answer or no subscriber is retried
  * with backoff (10 ms doubling to 200 ms) until `deadline_ms` (absolute
  * wall ms). cb runs once on a node or NATS thread. Errors (cb not
@@ -181,27 +189,10 @@ int stead__node_call(stead__node *n, const stead__env *req, int64_t deadline_ms,
 int stead__node_respond(stead__node_replier *r, int status, const void *payload,
                         size_t len, const char *message);
 
-/* A status snapshot (GET /v1/cluster), one allocation owned by the caller,
- * freed with stead_free. */
-typedef struct stead__node_shard_info {
-  uint32_t shard;
-  uint64_t epoch;
-  int draining;
-  int64_t lease_left_ms; /* by the local bound */
-} stead__node_shard_info;
-
-typedef struct stead__node_status {
-  const char *node_id;
-  const char *deployment;
-  uint32_t nshards;
-  stead__node_shard_info *owned; /* ascending shard */
-  size_t nowned;
-  const char *const *members; /* sorted live set */
-  size_t nmembers;
-  /* Counters since open. */
-  uint64_t acquired, released, lost, acquire_failures;
-  uint64_t malformed, expired, not_owner, calls, call_retries;
-} stead__node_status;
+/* A status snapshot (GET /v1/cluster): the public stead_cluster_status,
+ * one allocation owned by the caller, freed with stead_free. */
+typedef stead_cluster_shard stead__node_shard_info;
+typedef stead_cluster_status stead__node_status;
 
 /* Errors: EINVAL, ENOMEM. Thread-safe. */
 int stead__node_status_get(stead__node *n, stead__node_status **out);
