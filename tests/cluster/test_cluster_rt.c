@@ -434,7 +434,7 @@ static void *load_main(void *p) {
     int rc = stead_call(rts[l->from], "ctr", id, "inc", NULL, 0, 8000, NULL, NULL);
     if (rc == 0)
       l->acked[i]++;
-    else if (rc == STEAD_ETIMEDOUT)
+    else if (rc == STEAD_ETIMEDOUT || rc == STEAD_EUNKNOWN)
       l->ambiguous[i]++;
     else if (rc == STEAD_ENOTOWNER || rc == STEAD_EOVERLOAD || rc == STEAD_ESTORAGE)
       l->failed_other++; /* retryable, known not applied (ESTORAGE: rolled back) */
