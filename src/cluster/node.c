@@ -110,6 +110,8 @@ struct stead__node {
   stead__backend *b;
   stead__nats *t;
   stead__nats_sub *anchor; /* keeps the transport's memory until the end */
+  stead__nats_sub *events; /* "<deployment>.events", when rt.event is set */
+  char events_subject[96];
   stead__members *m;
   int64_t ttl_ms, renew_ns, retry_ns;
   int64_t settle_until_ns; /* no acquire before: let the live set fill first */
@@ -1051,6 +1053,58 @@ static stead__node *node_alloc(const stead__node_opts *o) {
   return n;
 }
 
+/* ---------------------------------------------------------------------
+ * Events: every node publishes its bus events on "<deployment>.events"
+ * and hears everyone's (its own are skipped by origin).
+ * ------------------------------------------------------------------- */
+
+#define ORIGIN_HEADER "x-stead-origin"
+#define EVENT_CLASS   "stead.event"
+
+static void on_event_msg(stead__nats_replier *r, const void *data, size_t len, void *u) {
+  stead__node *n = u;
+  if (r)
+    stead__nats_replier_drop(r); /* events are one-way */
+  stead__env env;
+  int rc = stead__env_decode(data, len, n->max_payload, 0, &env);
+  if (rc == 0 && (env.kind != STEAD__ENV_ONEWAY || strcmp(env.cls, EVENT_CLASS) != 0))
+    rc = STEAD_EPROTO;
+  if (rc != 0) {
+    cnt(&n->n_malformed);
+    stead__env_free(&env);
+    return;
+  }
+  const char *origin = stead__env_header_get(&env, ORIGIN_HEADER);
+  if (!origin || strcmp(origin, n->node_id) != 0)
+    n->rt.event(n->rt.udata, env.id, env.payload, env.payload_len);
+  stead__env_free(&env);
+}
+
+int stead__node_emit(stead__node *n, const char *topic, const void *payload, size_t len) {
+  if (!n || !topic)
+    return stead__err(STEAD_EINVAL, "node and topic must not be NULL");
+  if (atomic_load(&n->left))
+    return stead__err(STEAD_ECLOSED, "node %s has left the deployment", n->node_id);
+  stead__env_header h = {ORIGIN_HEADER, n->node_id};
+  stead__env e;
+  memset(&e, 0, sizeof e);
+  e.kind = STEAD__ENV_ONEWAY;
+  e.cls = EVENT_CLASS;
+  e.id = topic;
+  e.method = "emit";
+  e.headers = &h;
+  e.nheaders = 1;
+  e.created_ms = stead__wall_ms();
+  e.payload = payload;
+  e.payload_len = len;
+  stead__buf wire = {0};
+  int rc = stead__env_encode(&e, n->max_payload, STEAD__ENV_INTERNAL, &wire);
+  if (rc == 0)
+    rc = stead__nats_publish(n->t, n->events_subject, wire.data, wire.len);
+  stead__buf_free(&wire);
+  return rc;
+}
+
 static int start_transport(stead__node *n, const stead__node_opts *o) {
   stead__nats_opts no;
   stead__nats_opts_init(&no);
@@ -1062,7 +1116,11 @@ static int start_transport(stead__node *n, const stead__node_opts *o) {
     return rc;
   char subject[256];
   snprintf(subject, sizeof subject, "%s.node.%s", n->deployment, n->node_id);
-  return stead__nats_serve(n->t, subject, NULL, on_ping, n, &n->anchor);
+  rc = stead__nats_serve(n->t, subject, NULL, on_ping, n, &n->anchor);
+  snprintf(n->events_subject, sizeof n->events_subject, "%s.events", n->deployment);
+  if (rc == 0 && n->rt.event)
+    rc = stead__nats_serve(n->t, n->events_subject, NULL, on_event_msg, n, &n->events);
+  return rc;
 }
 
 static int start_threads(stead__node *n, const stead__node_opts *o) {
@@ -1173,6 +1231,8 @@ void stead__node_leave(stead__node *n) {
     stead__nats_unserve(n->sh[s].sub);
     n->sh[s].sub = NULL;
   }
+  stead__nats_unserve(n->events);
+  n->events = NULL;
 }
 
 void stead__node_close(stead__node *n) {

@@ -75,6 +75,11 @@ typedef struct stead__node_runtime {
    * (owns/owner_epoch say so already) and its lease is released right
    * after this returns. */
   void (*released)(void *u, uint32_t shard, uint64_t epoch);
+  /* Optional: a bus event another node published with stead__node_emit
+   * (events of this node are not echoed). Strings and payload are valid
+   * during the call. Runs on a NATS delivery thread, events in the order
+   * each publisher sent them. Without it the node does not listen. */
+  void (*event)(void *u, const char *topic, const void *payload, size_t len);
   void *udata;
 } stead__node_runtime;
 
@@ -188,6 +193,12 @@ int stead__node_call(stead__node *n, const stead__env *req, int64_t deadline_ms,
  * error reply saying so is sent instead), ECLOSED. Thread-safe. */
 int stead__node_respond(stead__node_replier *r, int status, const void *payload,
                         size_t len, const char *message);
+
+/* Publishes a bus event to every other node of the deployment (their
+ * rt.event), fire and forget: at most once, like the bus itself. `topic`
+ * is a valid topic (<= 1024 bytes). Errors: EINVAL, ETOOBIG, ECLOSED, EIO.
+ * Thread-safe. */
+int stead__node_emit(stead__node *n, const char *topic, const void *payload, size_t len);
 
 /* A status snapshot (GET /v1/cluster): the public stead_cluster_status,
  * one allocation owned by the caller, freed with stead_free. */

@@ -70,7 +70,11 @@ struct stead__cluster {
   pthread_t keeper;
   bool has_keeper;
 
-  stead__counter forwarded, forwarded_in, rerouted, fenced;
+  /* Shards whose event subscriptions must be re-read (bitmaps). */
+  unsigned char *refresh, *refresh_work;
+  bool refresh_pending;
+
+  stead__counter forwarded, forwarded_in, rerouted, fenced, events_in, events_lost;
 };
 
 static stead__cluster *cl_of(stead_rt *rt) {
@@ -97,6 +101,71 @@ int stead__cluster_tenure(stead_rt *rt, const char *cls, const char *id, uint32_
   if (!n || stead__node_owner_epoch(n, *shard, epoch) != 0)
     return stead__err(STEAD_ENOTOWNER, "this node holds no lease on shard %u", *shard);
   return 0;
+}
+
+int stead__cluster_owns(stead_rt *rt, const char *cls, const char *id) {
+  stead__cluster *cl = cl_of(rt);
+  if (!cl)
+    return 1;
+  stead__node *n = atomic_load(&cl->node);
+  return n && stead__node_owns(n, stead__cluster_shard(rt, cls, id));
+}
+
+/* ---- events ----------------------------------------------------------- */
+
+void stead__cluster_emit(stead_rt *rt, const char *topic, const void *payload,
+                         size_t len) {
+  stead__cluster *cl = cl_of(rt);
+  stead__node *n = cl ? atomic_load(&cl->node) : NULL;
+  if (!n || atomic_load(&cl->left))
+    return;
+  if (stead__node_emit(n, topic, payload, len) != 0) {
+    stead__counter_add(&cl->events_lost, 1);
+    stead__log(rt, STEAD_LOG_WARN, "event %s not published to the cluster: %s", topic,
+               stead_errmsg());
+  }
+}
+
+static void on_event(void *u, const char *topic, const void *payload, size_t len) {
+  stead__cluster *cl = u;
+  if (stead__bus_rt_remote(cl->rt, topic, payload, len) != 0)
+    stead__counter_add(&cl->events_lost, 1);
+  else
+    stead__counter_add(&cl->events_in, 1);
+}
+
+/* Subscriptions of newly acquired shards are re-read in batches by the
+ * keeper (a shard acquired at start comes with hundreds of others). */
+static void refresh_request(stead__cluster *cl, uint32_t shard) {
+  pthread_mutex_lock(&cl->mu);
+  cl->refresh[shard / 8] |= (unsigned char)(1u << (shard % 8));
+  cl->refresh_pending = true;
+  pthread_cond_signal(&cl->cv);
+  pthread_mutex_unlock(&cl->mu);
+}
+
+/* Keeper, cl->mu held on entry and exit. */
+static void refresh_run(stead__cluster *cl) {
+  size_t nb = (cl->nshards + 7) / 8;
+  memcpy(cl->refresh_work, cl->refresh, nb);
+  memset(cl->refresh, 0, nb);
+  cl->refresh_pending = false;
+  pthread_mutex_unlock(&cl->mu);
+  if (stead__bus_rt_refresh(cl->rt, cl->refresh_work) != 0) {
+    stead__log(cl->rt, STEAD_LOG_ERROR,
+               "cannot re-read event subscriptions of acquired shards (retrying): %s",
+               stead_errmsg());
+    pthread_mutex_lock(&cl->mu);
+    for (size_t i = 0; i < nb; i++)
+      cl->refresh[i] |= cl->refresh_work[i];
+    cl->refresh_pending = true;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    pthread_cond_timedwait(&cl->cv, &cl->mu, &ts);
+    return;
+  }
+  pthread_mutex_lock(&cl->mu);
 }
 
 /* ---- forwarding ------------------------------------------------------ */
@@ -513,6 +582,10 @@ static void *keeper_main(void *arg) {
   stead__cluster *cl = arg;
   pthread_mutex_lock(&cl->mu);
   while (!cl->stop || cl->tasks) {
+    if (cl->refresh_pending && !cl->stop) {
+      refresh_run(cl);
+      continue;
+    }
     if (!cl->tasks) {
       pthread_cond_wait(&cl->cv, &cl->mu);
       continue;
@@ -559,6 +632,7 @@ static void on_acquired(void *u, uint32_t shard, uint64_t epoch) {
   stead__cluster *cl = u;
   (void)epoch;
   stead__alarm_rt_own(cl->rt, shard, true);
+  refresh_request(cl, shard);
 }
 
 static void on_drain(void *u, uint32_t shard, stead__node_done_fn done, void *done_arg) {
@@ -610,8 +684,18 @@ int stead__cluster_init(stead_rt *rt) {
     return rc;
   stead__cluster *cl = calloc(1, sizeof *cl);
   uint32_t ns = cfg->cluster_shards ? cfg->cluster_shards : STEAD_DEFAULT_SHARDS;
-  if (!cl || !(cl->remaining = calloc(ns > 0 && ns <= STEAD_MAX_SHARDS ? ns : 1,
-                                      sizeof *cl->remaining))) {
+  if (ns > STEAD_MAX_SHARDS) {
+    free(cl);
+    return stead__err(STEAD_EINVAL, "cluster_shards is %u; at most %u", ns,
+                      (unsigned)STEAD_MAX_SHARDS);
+  }
+  if (!cl || !(cl->remaining = calloc(ns, sizeof *cl->remaining)) ||
+      !(cl->refresh = calloc((ns + 7) / 8, 1)) ||
+      !(cl->refresh_work = calloc((ns + 7) / 8, 1))) {
+    if (cl) {
+      free(cl->remaining);
+      free(cl->refresh);
+    }
     free(cl);
     return stead__err(STEAD_ENOMEM, "out of memory");
   }
@@ -653,6 +737,7 @@ int stead__cluster_join(stead_rt *rt) {
                                .lost = on_lost,
                                .acquired = on_acquired,
                                .released = on_released,
+                               .event = on_event,
                                .udata = cl};
   /* Callbacks may come before open returns (acquired() from the manager);
    * they only touch cl and the alarm scheduler, which exist. */
@@ -687,6 +772,8 @@ void stead__cluster_free(stead__cluster *cl) {
   pthread_mutex_destroy(&cl->mu);
   pthread_cond_destroy(&cl->cv);
   free(cl->remaining);
+  free(cl->refresh);
+  free(cl->refresh_work);
   free(cl->seed);
   free(cl);
 }
@@ -737,6 +824,12 @@ int stead__cluster_metrics(stead_rt *rt, stead__buf *b) {
   rc |= metric(b, "stead_cluster_rerouted_total", "counter",
                "Local calls sent again through the cluster after their shard moved.",
                (double)stead__counter_get(&cl->rerouted));
+  rc |= metric(b, "stead_cluster_events_in_total", "counter",
+               "Bus events received from other nodes.",
+               (double)stead__counter_get(&cl->events_in));
+  rc |= metric(b, "stead_cluster_events_lost_total", "counter",
+               "Bus events not published to, or not taken from, the cluster.",
+               (double)stead__counter_get(&cl->events_lost));
   rc |= metric(b, "stead_cluster_fenced_total", "counter",
                "Activations stopped because their lease tenure ended.",
                (double)stead__counter_get(&cl->fenced));

@@ -380,6 +380,13 @@ uint32_t stead__cluster_shard(stead_rt *rt, const char *cls, const char *id);
  * shard and its held tenure (both 0 on a single node), or ENOTOWNER. */
 int stead__cluster_tenure(stead_rt *rt, const char *cls, const char *id, uint32_t *shard,
                           uint64_t *epoch);
+/* 1 if this node runs (cls, id): always on a single node; in a cluster,
+ * when it owns the object's shard. */
+int stead__cluster_owns(stead_rt *rt, const char *cls, const char *id);
+/* Publishes a bus event emitted here to the other nodes (at most once;
+ * a failure is counted and logged). */
+void stead__cluster_emit(stead_rt *rt, const char *topic, const void *payload,
+                         size_t len);
 /* stead__enqueue in cluster mode: local, forwarded, or refused. */
 int stead__cluster_enqueue(stead_rt *rt, const stead__class_rec *c, const char *id,
                            size_t id_len, stead__msg *m, bool bypass_limit);

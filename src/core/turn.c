@@ -675,9 +675,14 @@ void stead__release_gated(stead__gated *g) {
     batch_settle(rt, g->batch, 0, NULL);
   } else {
     /* A fenced commit (the lease moved: nothing was written) is worth
-     * retrying elsewhere; other failures are storage failures. */
-    int code = g->rc == STEAD_ENOTOWNER || atomic_load(&a->fenced) ? STEAD_ENOTOWNER
-                                                                   : STEAD_ESTORAGE;
+     * retrying elsewhere; a commit whose outcome the database never
+     * confirmed may have landed, and the caller must be told so; other
+     * failures are storage failures (nothing was written). */
+    int code = STEAD_ESTORAGE;
+    if (g->rc == STEAD_ENOTOWNER || atomic_load(&a->fenced))
+      code = STEAD_ENOTOWNER;
+    else if (g->rc == STEAD_EUNKNOWN)
+      code = STEAD_EUNKNOWN;
     drop_list(g->outbox);
     if (g->deferred)
       deferred_finish(rt, a, g->deferred, code, g->why, 0);
