@@ -173,6 +173,10 @@ static int commit_batch(stead__sim *s, int faults) {
   if (q == 0 || (faults && s->now_ns < s->disk_ready))
     return 0;
   size_t max = 1 + (size_t)stead__sim_rand(s, q < 8 ? q : 8);
+  if (s->o.lying_disk && chance(s, 100)) {
+    stead__simdisk_lie_next(s->disk, 1);
+    stead__sim_trace(s, "lie");
+  }
   int fail = faults && chance(s, s->fail_permille);
   if (fail) {
     stead__simdisk_fail_next(s->disk, 1);

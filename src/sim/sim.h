@@ -37,6 +37,9 @@ int stead__simdisk_sync(stead__simdisk *d);
 void stead__simdisk_crash(stead__simdisk *d);
 /* The next n commits fail with ESTORAGE and write nothing. */
 void stead__simdisk_fail_next(stead__simdisk *d, int n);
+/* The next n commits report success and write nothing: a lying disk, for
+ * tests that prove the invariants catch a lost write. */
+void stead__simdisk_lie_next(stead__simdisk *d, int n);
 uint64_t stead__simdisk_syncs(const stead__simdisk *d);
 uint64_t stead__simdisk_lost(const stead__simdisk *d);
 uint64_t stead__simdisk_failed(const stead__simdisk *d);
@@ -50,6 +53,7 @@ typedef struct stead__sim_opts {
   int faults;     /* 0: no injected faults (default 1) */
   int durability; /* STEAD_DURABILITY_FULL/NORMAL; -1: the seed picks */
   FILE *trace;    /* non-NULL: every trace line is printed here */
+  int lying_disk; /* tests: some commits are acknowledged but not written */
 } stead__sim_opts;
 
 /* What a run did and found. */

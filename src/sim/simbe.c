@@ -32,6 +32,7 @@ struct stead__simdisk {
   wsvec durable, tail;
   int normal;      /* durability normal: commits wait for a sync */
   int fail_next;   /* commits to fail */
+  int lie_next;    /* commits to report durable without writing (tests) */
   int crashed;     /* commits fail until the disk is reopened */
   uint64_t syncs;  /* syncs so far (each moved a non-empty tail) */
   uint64_t failed; /* commits failed by injection */
@@ -106,6 +107,10 @@ void stead__simdisk_fail_next(stead__simdisk *d, int n) {
   d->fail_next = n;
 }
 
+void stead__simdisk_lie_next(stead__simdisk *d, int n) {
+  d->lie_next = n;
+}
+
 uint64_t stead__simdisk_syncs(const stead__simdisk *d) {
   return d->syncs;
 }
@@ -161,6 +166,10 @@ static int s_commit(stead__backend *b, stead__wset *const *sets, size_t n) {
     d->fail_next--;
     d->failed++;
     return stead__err(STEAD_ESTORAGE, "injected storage failure");
+  }
+  if (d->lie_next > 0) {
+    d->lie_next--;
+    return 0;
   }
   int rc = s->live->vt->commit(s->live, sets, n);
   if (rc)

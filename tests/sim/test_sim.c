@@ -44,10 +44,28 @@ static void many_seeds_hold(void **state) {
   assert_true(total.checks > 0);
 }
 
+/* The checks can fail: a disk that acknowledges commits it never wrote
+ * is caught (a lost acknowledged increment, or a counter out of step). */
+static void lying_disk_is_caught(void **state) {
+  int caught = 0;
+  for (int i = 1; i <= 20; i++) {
+    stead__sim_opts o = {.seed = (uint64_t)i,
+                         .steps = 600,
+                         .faults = 0,
+                         .durability = STEAD_DURABILITY_FULL,
+                         .lying_disk = 1};
+    stead__sim_report r;
+    assert_int_equal(stead__sim_run(&o, &r), 0);
+    caught += r.violations > 0;
+  }
+  assert_true(caught >= 15);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(same_seed_same_trace),
       cmocka_unit_test(many_seeds_hold),
+      cmocka_unit_test(lying_disk_is_caught),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
