@@ -248,6 +248,9 @@ bool stead__timerq_next(stead__timerq *q, int64_t *when_ns);
 /* Alarms in manual mode: pages in and fires what is due by the runtime's
  * clock, without waiting for the turns. Returns how many fired. */
 int stead__alarm_rt_run_due(stead_rt *rt);
+/* The runtime's bus in manual mode: runs its oldest queued event (its
+ * listeners queue object deliveries); 1 if one ran, 0 if none waited. */
+int stead__bus_rt_run_one(stead_rt *rt);
 
 /* ---- the runtime ---------------------------------------------------- */
 

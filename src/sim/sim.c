@@ -188,6 +188,15 @@ static int commit_batch(stead__sim *s, int faults) {
   return 1;
 }
 
+/* Runs one event queued on the runtime's bus (its object deliveries). */
+static int bus_event(stead__sim *s) {
+  if (!stead__bus_rt_run_one(s->rt))
+    return 0;
+  stead__sim_trace(s, "bus event");
+  s->r->bus_events++;
+  return 1;
+}
+
 /* Fires what the clock made due: timers (deadlines, sweep) and alarms. */
 static void fire_due(stead__sim *s) {
   int t = stead__timerq_fire_due(&s->rt->timers, s->now_ns);
@@ -258,7 +267,7 @@ static void fault(stead__sim *s) {
 int stead__sim_step(stead__sim *s) {
   /* Weighted choice; an action that cannot run falls through to the
    * clock, which always can. */
-  static const int weight[STEAD__SIM_NACTIONS] = {40, 20, 15, 20, 5};
+  static const int weight[STEAD__SIM_NACTIONS] = {40, 20, 15, 20, 5, 8};
   int total = 0;
   for (int i = 0; i < STEAD__SIM_NACTIONS; i++)
     total += (i == STEAD__SIM_FAULT && !s->o.faults) ? 0 : weight[i];
@@ -285,6 +294,10 @@ int stead__sim_step(stead__sim *s) {
   case STEAD__SIM_FAULT:
     fault(s);
     return act;
+  case STEAD__SIM_BUS:
+    if (bus_event(s))
+      return act;
+    break;
   default:
     break;
   }
@@ -299,7 +312,7 @@ static void drain(void *u) {
   stead__sim *s = u;
   s->draining++;
   for (int guard = 0; guard < 1000000; guard++) {
-    if (run_slice(s))
+    if (run_slice(s) || bus_event(s))
       continue;
     if (stead__committer_queued(s->rt->committer) > 0) {
       commit_batch(s, 0);

@@ -62,7 +62,7 @@ typedef struct stead__sim_report {
   uint64_t trace_hash; /* FNV-1a of every trace line */
   int durability;
   uint64_t steps, slices, commit_batches, clock_advances, timers_fired;
-  uint64_t alarms_fired, requests, acked, failed, unknown;
+  uint64_t alarms_fired, bus_events, deliveries, requests, acked, failed, unknown;
   /* faults injected */
   uint64_t commit_failures, slow_commits, crashes, lost_sets, deactivations, syncs;
   uint64_t handler_failures;
@@ -89,6 +89,7 @@ typedef enum stead__sim_action {
   STEAD__SIM_CLOCK,   /* advance the clock; fire timers and alarms */
   STEAD__SIM_REQUEST, /* a client request (the workload picks) */
   STEAD__SIM_FAULT,   /* a fault: deactivation, sync, slow disk, crash */
+  STEAD__SIM_BUS,     /* run one event queued on the runtime's bus */
   STEAD__SIM_NACTIONS
 } stead__sim_action;
 

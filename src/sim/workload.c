@@ -36,9 +36,12 @@
 #define NSND   3
 #define NRCV   3
 #define NALM   3
+#define NPUB   2
+#define NSUB   3
+#define MAXOPS 65536
 
 typedef enum op_state { OP_PENDING, OP_ACKED, OP_FAILED, OP_UNKNOWN } op_state;
-typedef enum op_kind { K_INC, K_RELAY, K_PUSH, K_ALARM } op_kind;
+typedef enum op_kind { K_INC, K_RELAY, K_PUSH, K_ALARM, K_SUB, K_EMIT } op_kind;
 
 typedef struct op {
   stead__workload *w;
@@ -48,6 +51,11 @@ typedef struct op {
   op_state st;
   uint64_t ack_syncs; /* disk syncs when acknowledged */
   int fired;          /* K_ALARM: on_alarm ran for it */
+  int ack_inc;        /* incarnation that acknowledged it */
+  uint64_t issued_at; /* request number when issued */
+  uint64_t acked_at;  /* request number when acknowledged */
+  int topic;          /* K_EMIT: 0..3, see topic_of */
+  uint8_t got[NSUB];  /* K_EMIT: delivered to subscriber i (count) */
 } op;
 
 struct stead__workload {
@@ -58,6 +66,9 @@ struct stead__workload {
    * the client, 1.. the snd objects. Reset per incarnation. */
   uint64_t last[1 + NSND][NRCV];
   uint64_t client_seq[NRCV];
+  /* bus: last event number handled per [publisher][subscriber] */
+  uint64_t last_ev[NPUB][NSUB];
+  uint64_t nreq; /* requests issued */
 };
 
 static stead__workload *wl(stead_ctx *ctx) {
@@ -271,9 +282,108 @@ static const stead_class alm_class = {.name = "alm",
                                       .on_alarm = alm_on_alarm,
                                       .shutdown_after_ms = 4000};
 
+/* ---- pub / sub: transactional emits to object subscribers ---------------- */
+
+/* Topics t.p<k>.x / t.p<k>.y; subscriber patterns chosen to overlap. */
+static const char *const sub_pattern[NSUB] = {"t.**", "t.p0.*", "t.*.x"};
+
+static void topic_of(int pub, int t, char *out, size_t n) {
+  snprintf(out, n, "t.p%d.%c", pub, t ? 'y' : 'x');
+}
+
+static int pattern_matches(int sub, int pub, int t) {
+  switch (sub) {
+  case 0:
+    return 1;
+  case 1:
+    return pub == 0;
+  default:
+    return t == 0;
+  }
+}
+
+static int pub_emit(stead_ctx *ctx, const void *arg, size_t len) {
+  stead__sim *s = stead__sim_of(ctx);
+  char buf[64];
+  unsigned long long uid;
+  int t;
+  snprintf(buf, sizeof buf, "%.*s", (int)(len < 63 ? len : 63), (const char *)arg);
+  const char *me = stead_object_id(ctx);
+  if (sscanf(buf, "%llu %d", &uid, &t) != 2 || me[0] != 'p')
+    return stead_fail(ctx, "bad emit payload");
+  int err = 0;
+  uint64_t seq = get_u64(ctx, "seq", &err) + 1;
+  if (err)
+    return stead_fail_code(ctx, err, "reading seq: %s", stead_errmsg());
+  char topic[32], ev[64];
+  topic_of(me[1] - '0', t, topic, sizeof topic);
+  int n = snprintf(ev, sizeof ev, "%s %" PRIu64 " %llu %d", me, seq, uid,
+                   stead__sim_incarnation(s));
+  int rc = stead_emit(ctx, topic, ev, (size_t)n);
+  if (rc == 0)
+    rc = put_u64(ctx, "seq", seq);
+  return rc ? stead_fail_code(ctx, rc, "emit: %s", stead_errmsg()) : 0;
+}
+
+static const stead_method pub_methods[] = {{"emit", pub_emit}, {NULL, NULL}};
+static const stead_class pub_class = {.name = "pub", .methods = pub_methods};
+
+static int sub_index(const char *id) {
+  return id[0] == 'b' && id[1] >= '0' && id[1] < '0' + NSUB && !id[2] ? id[1] - '0' : -1;
+}
+
+static int sub_subscribe(stead_ctx *ctx, const void *arg, size_t len) {
+  int i = sub_index(stead_object_id(ctx));
+  if (i < 0)
+    return stead_fail(ctx, "no such subscriber");
+  int rc = stead_subscribe(ctx, sub_pattern[i]);
+  return rc ? stead_fail_code(ctx, rc, "subscribe: %s", stead_errmsg()) : 0;
+}
+
+static int sub_on_event(stead_ctx *ctx, const char *topic, const void *payload,
+                        size_t len) {
+  stead__workload *w = wl(ctx);
+  stead__sim *s = stead__sim_of(ctx);
+  char buf[64], pubid[16];
+  unsigned long long seq, uid;
+  int inc;
+  snprintf(buf, sizeof buf, "%.*s", (int)(len < 63 ? len : 63), (const char *)payload);
+  int si = sub_index(stead_object_id(ctx));
+  if (!w || si < 0 || sscanf(buf, "%15s %llu %llu %d", pubid, &seq, &uid, &inc) != 4 ||
+      pubid[0] != 'p' || pubid[1] < '0' || pubid[1] >= '0' + NPUB)
+    return stead_fail(ctx, "bad event");
+  int p = pubid[1] - '0';
+  stead__sim_report_of(s)->deliveries++;
+  op *o = op_find(w, uid);
+  stead__sim_check(s, o && o->kind == K_EMIT, "event %s for an emit never made", buf);
+  if (!o)
+    return 0;
+  stead__sim_check(s, pattern_matches(si, p, o->topic),
+                   "event %s reached sub/%s whose pattern %s does not match", topic,
+                   stead_object_id(ctx), sub_pattern[si]);
+  stead__sim_check(s, o->got[si] == 0, "event %s delivered twice to sub/%s", buf,
+                   stead_object_id(ctx));
+  if (o->got[si] < 255)
+    o->got[si]++;
+  if (inc == stead__sim_incarnation(s)) {
+    stead__sim_check(s, seq > w->last_ev[p][si],
+                     "bus FIFO: %s -> sub/%s event %llu after %llu", pubid,
+                     stead_object_id(ctx), seq, (unsigned long long)w->last_ev[p][si]);
+    w->last_ev[p][si] = seq;
+  }
+  stead__sim_trace(s, "event %s at sub/%s", buf, stead_object_id(ctx));
+  return put_u64(ctx, pubid, seq);
+}
+
+static const stead_method sub_methods[] = {{"subscribe", sub_subscribe}, {NULL, NULL}};
+static const stead_class sub_class = {
+    .name = "sub", .methods = sub_methods, .on_event = sub_on_event};
+
 /* ---- client side --------------------------------------------------------- */
 
 static op *op_new(stead__workload *w, op_kind kind, int obj) {
+  if (w->nops >= MAXOPS)
+    return NULL;
   if (w->nops == w->cap) {
     size_t cap = w->cap ? w->cap * 2 : 256;
     op **v = realloc(w->ops, cap * sizeof *v);
@@ -289,6 +399,7 @@ static op *op_new(stead__workload *w, op_kind kind, int obj) {
   o->uid = w->nops + 1;
   o->kind = kind;
   o->obj = obj;
+  o->issued_at = w->nreq;
   w->ops[w->nops++] = o;
   return o;
 }
@@ -310,6 +421,8 @@ static void op_done(const stead_result *res, void *udata) {
   } else if (res->status == 0) {
     o->st = OP_ACKED;
     o->ack_syncs = stead__sim_syncs(w->s);
+    o->ack_inc = stead__sim_incarnation(w->s);
+    o->acked_at = w->nreq;
   } else {
     o->st = definite(o, res->status) ? OP_FAILED : OP_UNKNOWN;
   }
@@ -338,8 +451,24 @@ static void submit(stead__workload *w, op *o, const char *cls, const char *id,
 void stead__workload_request(stead__workload *w) {
   stead__sim *s = w->s;
   char id[16], p[64];
-  uint64_t k = stead__sim_rand(s, 100);
-  if (k < 35) {
+  uint64_t k = stead__sim_rand(s, 115);
+  w->nreq++;
+  if (k >= 100) {
+    /* bus: mostly emits, now and then a (re)subscription */
+    int sub = stead__sim_rand(s, 5) == 0;
+    op *o = op_new(w, sub ? K_SUB : K_EMIT, (int)stead__sim_rand(s, sub ? NSUB : NPUB));
+    if (!o)
+      return;
+    if (sub) {
+      snprintf(id, sizeof id, "b%d", o->obj);
+      submit(w, o, "sub", id, "subscribe", "");
+    } else {
+      o->topic = (int)stead__sim_rand(s, 2);
+      snprintf(id, sizeof id, "p%d", o->obj);
+      snprintf(p, sizeof p, "%" PRIu64 " %d", o->uid, o->topic);
+      submit(w, o, "pub", id, "emit", p);
+    }
+  } else if (k < 35) {
     op *o = op_new(w, K_INC, (int)stead__sim_rand(s, NCTR));
     if (!o)
       return;
@@ -384,6 +513,7 @@ void stead__workload_pick_object(stead__workload *w, const char **cls, const cha
       {"ctr", "c0"}, {"ctr", "c1"}, {"ctr", "c2"},   {"ctr", "c3"}, {"relay", "r0"},
       {"snd", "s0"}, {"snd", "s1"}, {"rcv", "q0"},   {"rcv", "q1"}, {"alm", "a0"},
       {"alm", "a1"}, {"alm", "a2"}, {"relay", "r1"}, {"snd", "s2"}, {"rcv", "q2"},
+      {"pub", "p0"}, {"pub", "p1"}, {"sub", "b0"},   {"sub", "b1"}, {"sub", "b2"},
   };
   size_t k = (size_t)stead__sim_rand(w->s, sizeof objs / sizeof objs[0]);
   *cls = objs[k][0];
@@ -405,6 +535,7 @@ void stead__workload_crashed(stead__workload *w, uint64_t syncs_at_crash) {
 
 void stead__workload_reopened(stead__workload *w) {
   memset(w->last, 0, sizeof w->last);
+  memset(w->last_ev, 0, sizeof w->last_ev);
 }
 
 int stead__workload_alarms_owed(stead__workload *w) {
@@ -425,10 +556,47 @@ static int has_key(stead__backend *b, const char *cls, const char *id, const cha
   return rc == 0;
 }
 
+/* The subscription of subscriber i acknowledged in incarnation inc before
+ * request number `before`, if any. */
+static int subscribed(stead__workload *w, int i, int inc, uint64_t before) {
+  for (size_t k = 0; k < w->nops; k++) {
+    op *o = w->ops[k];
+    if (o->kind == K_SUB && o->obj == i && o->st == OP_ACKED && o->ack_inc == inc &&
+        o->acked_at < before)
+      return 1;
+  }
+  return 0;
+}
+
+/* Bus: no event from a failed turn reached anyone; an acknowledged emit of
+ * the last incarnation reached every subscriber whose subscription was
+ * acknowledged, in that incarnation, before the emit was requested (an
+ * event in flight at a crash may be lost: delivery is at most once per
+ * process). */
+static void final_bus(stead__workload *w) {
+  stead__sim *s = w->s;
+  int inc = stead__sim_incarnation(s);
+  for (size_t k = 0; k < w->nops; k++) {
+    op *o = w->ops[k];
+    if (o->kind != K_EMIT)
+      continue;
+    for (int i = 0; i < NSUB; i++) {
+      stead__sim_check(s, o->st != OP_FAILED || !o->got[i],
+                       "event of failed emit %" PRIu64 " reached sub/b%d", o->uid, i);
+      if (o->st == OP_ACKED && o->ack_inc == inc &&
+          pattern_matches(i, o->obj, o->topic) && subscribed(w, i, inc, o->issued_at))
+        stead__sim_check(s, o->got[i],
+                         "acknowledged emit %" PRIu64 " never reached sub/b%d", o->uid,
+                         i);
+    }
+  }
+}
+
 void stead__workload_final(stead__workload *w) {
   stead__sim *s = w->s;
   stead__backend *b = stead__sim_rt(s)->backend;
   uint64_t present[NCTR] = {0};
+  final_bus(w);
   for (size_t i = 0; i < w->nops; i++) {
     op *o = w->ops[i];
     if (o->kind == K_ALARM) {
@@ -483,7 +651,8 @@ void stead__workload_free(stead__workload *w) {
 
 int stead__workload_register(stead__workload *w, stead_rt *rt) {
   static const stead_class *const classes[] = {&ctr_class, &relay_class, &snd_class,
-                                               &rcv_class, &alm_class};
+                                               &rcv_class, &alm_class,   &pub_class,
+                                               &sub_class};
   for (size_t i = 0; i < sizeof classes / sizeof classes[0]; i++) {
     int rc = stead_register(rt, classes[i]);
     if (rc)

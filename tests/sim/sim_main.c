@@ -29,6 +29,8 @@ static void add(stead__sim_report *t, const stead__sim_report *r) {
   t->commit_batches += r->commit_batches;
   t->clock_advances += r->clock_advances;
   t->alarms_fired += r->alarms_fired;
+  t->bus_events += r->bus_events;
+  t->deliveries += r->deliveries;
   t->requests += r->requests;
   t->acked += r->acked;
   t->failed += r->failed;
@@ -108,12 +110,14 @@ int main(int argc, char **argv) {
     }
   }
   printf("runs %llu (seeds %llu..%llu), steps %llu, slices %llu, commit batches %llu, "
-         "requests %llu (acked %llu, failed %llu, unknown %llu), alarms fired %llu\n",
+         "requests %llu (acked %llu, failed %llu, unknown %llu), alarms fired %llu, bus "
+         "events %llu, object deliveries %llu\n",
          nseeds, first, first + nseeds - 1, (unsigned long long)total.steps,
          (unsigned long long)total.slices, (unsigned long long)total.commit_batches,
          (unsigned long long)total.requests, (unsigned long long)total.acked,
          (unsigned long long)total.failed, (unsigned long long)total.unknown,
-         (unsigned long long)total.alarms_fired);
+         (unsigned long long)total.alarms_fired, (unsigned long long)total.bus_events,
+         (unsigned long long)total.deliveries);
   printf("faults: commit failures %llu, slow disk %llu, crashes %llu (write sets lost "
          "%llu), deactivations %llu, syncs %llu, handler failures %llu\n",
          (unsigned long long)total.commit_failures,
