@@ -422,6 +422,8 @@ int stead__sim_run(const stead__sim_opts *o, stead__sim_report *r) {
       stead__sim_step(s);
     quiesce(s);
     stead__workload_final(s->w);
+    stead__sim_lease_run(s, s->o.lease_steps > 0 ? s->o.lease_steps : 3000,
+                         s->o.lease_bug);
   } else {
     stead__sim_check(s, 0, "seed %llu: the simulation could not start: %s",
                      (unsigned long long)o->seed, stead_errmsg());

@@ -49,11 +49,13 @@ size_t stead__simdisk_unsynced(const stead__simdisk *d);
 
 typedef struct stead__sim_opts {
   uint64_t seed;
-  int steps;      /* driver steps with faults and load; default 2000 */
-  int faults;     /* 0: no injected faults (default 1) */
-  int durability; /* STEAD_DURABILITY_FULL/NORMAL; -1: the seed picks */
-  FILE *trace;    /* non-NULL: every trace line is printed here */
-  int lying_disk; /* tests: some commits are acknowledged but not written */
+  int steps;       /* driver steps with faults and load; default 2000 */
+  int faults;      /* 0: no injected faults (default 1) */
+  int durability;  /* STEAD_DURABILITY_FULL/NORMAL; -1: the seed picks */
+  FILE *trace;     /* non-NULL: every trace line is printed here */
+  int lying_disk;  /* tests: some commits are acknowledged but not written */
+  int lease_steps; /* steps of the lease model (lease.c); default 3000 */
+  int lease_bug;   /* tests: nodes measure lease validity from the reply */
 } stead__sim_opts;
 
 /* What a run did and found. */
@@ -66,6 +68,9 @@ typedef struct stead__sim_report {
   /* faults injected */
   uint64_t commit_failures, slow_commits, crashes, lost_sets, deactivations, syncs;
   uint64_t handler_failures;
+  /* lease model */
+  uint64_t lease_epochs, lease_commits, lease_commits_fenced, lease_lost_replies;
+  uint64_t lease_kills, lease_joins, lease_pauses;
   uint64_t checks;     /* invariant checks made */
   uint64_t violations; /* must be 0 */
   char first_violation[512];
@@ -126,6 +131,10 @@ uint64_t stead__sim_syncs(stead__sim *s);
 int stead__sim_normal(stead__sim *s);
 stead__sim_report *stead__sim_report_of(stead__sim *s);
 stead__workload *stead__sim_workload(stead__sim *s);
+
+/* The lease model (lease.c): nodes, the store's compare-and-set, message
+ * delays, kills, joins and pauses, driven by the run's generator. */
+void stead__sim_lease_run(stead__sim *s, int steps, int bug);
 
 /* The workload (workload.c). */
 int stead__workload_new(stead__sim *s, stead__workload **out);

@@ -42,6 +42,13 @@ static void add(stead__sim_report *t, const stead__sim_report *r) {
   t->deactivations += r->deactivations;
   t->syncs += r->syncs;
   t->handler_failures += r->handler_failures;
+  t->lease_epochs += r->lease_epochs;
+  t->lease_commits += r->lease_commits;
+  t->lease_commits_fenced += r->lease_commits_fenced;
+  t->lease_lost_replies += r->lease_lost_replies;
+  t->lease_kills += r->lease_kills;
+  t->lease_joins += r->lease_joins;
+  t->lease_pauses += r->lease_pauses;
   t->checks += r->checks;
   t->violations += r->violations;
 }
@@ -124,6 +131,13 @@ int main(int argc, char **argv) {
          (unsigned long long)total.slow_commits, (unsigned long long)total.crashes,
          (unsigned long long)total.lost_sets, (unsigned long long)total.deactivations,
          (unsigned long long)total.syncs, (unsigned long long)total.handler_failures);
+  printf("leases: tenures %llu, commits accepted %llu, fenced %llu, lost replies %llu, "
+         "node kills %llu, joins %llu, pauses %llu\n",
+         (unsigned long long)total.lease_epochs, (unsigned long long)total.lease_commits,
+         (unsigned long long)total.lease_commits_fenced,
+         (unsigned long long)total.lease_lost_replies,
+         (unsigned long long)total.lease_kills, (unsigned long long)total.lease_joins,
+         (unsigned long long)total.lease_pauses);
   printf("invariant checks %llu, violations %llu, failing seeds %llu\n",
          (unsigned long long)total.checks, (unsigned long long)total.violations, failing);
   return failing ? 1 : 0;
