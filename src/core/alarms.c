@@ -392,6 +392,16 @@ int stead_alarms_fire_due(stead_rt *rt) {
   return total;
 }
 
+int stead__alarm_rt_run_due(stead_rt *rt) {
+  rtalarms *ra = get(rt);
+  if (!ra)
+    return 0;
+  int rc = stead__alarms_poke(ra->sched);
+  if (rc < 0)
+    return rc;
+  return stead__alarms_run_due(ra->sched);
+}
+
 /* ---- from outside a turn: a turn of the object ----------------------- */
 
 typedef struct outside_set {

@@ -211,6 +211,52 @@ typedef struct stead__stripe {
   stead__act *lru_head, *lru_tail;
 } stead__stripe;
 
+/* ---- manual scheduling (deterministic simulation) -------------------- */
+
+/* A runtime opened with stead__open_manual starts no thread of its own:
+ * no workers, no timer thread, no committer thread, no alarm thread. Its
+ * driver (src/sim/) runs everything on one thread -- activations' slices
+ * (stead__rq_snapshot / stead__rq_take), commit batches
+ * (stead__committer_step), timers (stead__timerq_fire_due) and alarms
+ * (stead__alarm_rt_run_due) -- in an order it picks, by a clock it owns.
+ * Only the calls below behave differently; everything else runs the same
+ * code as a threaded runtime. */
+typedef struct stead__manual {
+  /* The monotonic clock for deadlines and timers, ns. Required. */
+  int64_t (*mono_ns)(void *u);
+  /* Runs the runtime until nothing is in flight: what a worker pool does
+   * while stead_close or stead_run_until_idle waits. Required. */
+  void (*drain)(void *u);
+  void *u;
+  /* The storage backend to use instead of opening cfg->storage (NULL:
+   * open the spec). stead__open_manual takes it over, also when it
+   * fails; stead_close closes it. */
+  stead__backend *backend;
+} stead__manual;
+
+/* stead_open in manual mode: `man` is copied; cfg->alarm_manual is
+ * forced on. Errors as stead_open. */
+int stead__open_manual(const stead_config *cfg, const stead__manual *man, stead_rt **out);
+/* The runtime's monotonic clock: the driver's in manual mode. */
+int64_t stead__rt_mono_ns(stead_rt *rt);
+/* Manual mode: the runnable activations (run queue), at most max of them,
+ * into out; returns how many there are in all. */
+size_t stead__rq_snapshot(stead_rt *rt, stead__act **out, size_t max);
+/* Manual mode: removes a from the run queue (it must be there) so the
+ * caller may run stead__run_slice(rt, a). */
+void stead__rq_take(stead_rt *rt, stead__act *a);
+/* Timer heap in manual mode: runs every timer due at now_ns; returns how
+ * many ran. */
+int stead__timerq_fire_due(stead__timerq *q, int64_t now_ns);
+/* The earliest armed timer's deadline; false if none is armed. */
+bool stead__timerq_next(stead__timerq *q, int64_t *when_ns);
+/* Alarms in manual mode: pages in and fires what is due by the runtime's
+ * clock, without waiting for the turns. Returns how many fired. */
+int stead__alarm_rt_run_due(stead_rt *rt);
+/* The runtime's bus in manual mode: runs its oldest queued event (its
+ * listeners queue object deliveries); 1 if one ran, 0 if none waited. */
+int stead__bus_rt_run_one(stead_rt *rt);
+
 /* ---- the runtime ---------------------------------------------------- */
 
 typedef struct stead__metrics_core {
@@ -250,6 +296,9 @@ struct stead_rt {
 
   stead__timerq timers;
   stead__timer sweep_timer;
+
+  /* Manual scheduling (NULL: threads). Set before anything starts. */
+  stead__manual *manual;
 
   /* messages queued or running, turns committing: 0 means idle */
   atomic_long inflight;

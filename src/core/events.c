@@ -37,6 +37,7 @@
  * that find no bus and are dropped (counted).
  */
 #include "core/events.h"
+#include "bus/bus_internal.h"
 #include "core/core.h"
 
 #include <errno.h>
@@ -302,7 +303,9 @@ int stead__bus_rt_open(stead_rt *rt) {
   stead_bus_config_init(&bc);
   bc.workers = 1; /* events run in acceptance order (see the top) */
   bc.queue_capacity = RT_BUS_QUEUE;
-  int rc = stead_bus_new(&bc, &rb->bus);
+  /* Manual mode: the simulation runs the bus's events itself. */
+  int rc =
+      rt->manual ? stead__bus_new_manual(&bc, &rb->bus) : stead_bus_new(&bc, &rb->bus);
   if (rc) {
     pthread_mutex_destroy(&rb->mu);
     free(rb);
@@ -323,6 +326,11 @@ int stead__bus_rt_open(stead_rt *rt) {
                r.failed);
   *stead__rt_slot(rt, STEAD__SLOT_BUS) = rb;
   return 0;
+}
+
+int stead__bus_rt_run_one(stead_rt *rt) {
+  rtbus *rb = get(rt);
+  return rb ? stead__bus_run_one(rb->bus) : 0;
 }
 
 void stead__bus_rt_close(stead_rt *rt) {

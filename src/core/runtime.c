@@ -7,6 +7,11 @@
  * of its activations (see core.h). Workers take runnable activations from
  * one FIFO run queue and run a bounded slice of turns of each, so a busy
  * object yields to others.
+ *
+ * Manual mode (stead__open_manual, for the deterministic simulation in
+ * src/sim/) starts no worker: the driver takes activations from the run
+ * queue itself, in the order it chooses, and waiting for idleness means
+ * asking the driver to run until idle.
  */
 #include "core/core.h"
 
@@ -54,6 +59,10 @@ int64_t stead__rt_now_ms(stead_rt *rt) {
   return rt->cfg.clock ? rt->cfg.clock(rt->cfg.clock_udata) : stead__wall_ms();
 }
 
+int64_t stead__rt_mono_ns(stead_rt *rt) {
+  return rt->manual ? rt->manual->mono_ns(rt->manual->u) : stead__mono_ns();
+}
+
 int64_t stead__rt_coarse_ms(stead_rt *rt) {
   return rt->cfg.clock ? rt->cfg.clock(rt->cfg.clock_udata) : stead__coarse_wall_ms();
 }
@@ -84,6 +93,10 @@ void stead__inflight_done(stead_rt *rt) {
 }
 
 static void wait_idle(stead_rt *rt) {
+  if (rt->manual) {
+    rt->manual->drain(rt->manual->u);
+    return;
+  }
   pthread_mutex_lock(&rt->idle_mu);
   while (atomic_load_explicit(&rt->inflight, memory_order_acquire) > 0)
     pthread_cond_wait(&rt->idle_cv, &rt->idle_mu);
@@ -318,6 +331,34 @@ static stead__act *rq_pop(stead_rt *rt) {
   return a;
 }
 
+size_t stead__rq_snapshot(stead_rt *rt, stead__act **out, size_t max) {
+  size_t n = 0;
+  pthread_mutex_lock(&rt->rq_mu);
+  for (stead__act *a = rt->rq_head; a; a = a->rq_next, n++)
+    if (n < max)
+      out[n] = a;
+  pthread_mutex_unlock(&rt->rq_mu);
+  return n;
+}
+
+void stead__rq_take(stead_rt *rt, stead__act *a) {
+  pthread_mutex_lock(&rt->rq_mu);
+  stead__act *prev = NULL;
+  for (stead__act *x = rt->rq_head; x; prev = x, x = x->rq_next) {
+    if (x != a)
+      continue;
+    if (prev)
+      prev->rq_next = a->rq_next;
+    else
+      rt->rq_head = a->rq_next;
+    if (rt->rq_tail == a)
+      rt->rq_tail = prev;
+    a->rq_next = NULL;
+    break;
+  }
+  pthread_mutex_unlock(&rt->rq_mu);
+}
+
 static void *worker_main(void *p) {
   stead_rt *rt = p;
   stead__set_current_rt(rt);
@@ -441,6 +482,7 @@ static void rt_free(stead_rt *rt) {
   stead__timers_rt_free(rt);
   free(rt->workers);
   free(rt->storage_spec);
+  free(rt->manual);
   pthread_mutex_destroy(&rt->classes_mu);
   pthread_mutex_destroy(&rt->rq_mu);
   pthread_cond_destroy(&rt->rq_cv);
@@ -459,7 +501,10 @@ static void stop_workers(stead_rt *rt) {
   rt->nworkers = 0;
 }
 
-int stead_open(const stead_config *cfg_in, stead_rt **out) {
+/* *consumed is set once the storage layer has taken man->backend (it
+ * closes it itself on a later failure). */
+static int open_rt(const stead_config *cfg_in, const stead__manual *man, stead_rt **out,
+                   bool *consumed) {
   if (!out)
     return stead__err(STEAD_EINVAL, "out is NULL");
   *out = NULL;
@@ -475,6 +520,16 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
   rt->cfg = *cfg;
   rt->storage_spec = stead__strdup(cfg->storage ? cfg->storage : "memory");
   rt->cfg.storage = rt->storage_spec;
+  if (man) {
+    if (!(rt->manual = malloc(sizeof *rt->manual))) {
+      free(rt->storage_spec);
+      free(rt);
+      return stead__err(STEAD_ENOMEM, "out of memory");
+    }
+    *rt->manual = *man;
+    rt->cfg.alarm_manual = 1;
+    rt->cfg.workers = 1; /* none is started; keeps the allocation below */
+  }
   if (rt->cfg.workers == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     rt->cfg.workers = n > 0 ? (int)n : 1;
@@ -499,6 +554,7 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
     rt_free(rt);
     return stead__err(STEAD_ENOMEM, "out of memory");
   }
+  *consumed = true;
   if ((rc = stead__store_open(rt)) != 0) {
     rt_free(rt);
     return rc;
@@ -516,7 +572,7 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
     rt_free(rt);
     return rc;
   }
-  for (int i = 0; i < rt->cfg.workers; i++) {
+  for (int i = 0; i < rt->cfg.workers && !rt->manual; i++) {
     if (pthread_create(&rt->workers[i], NULL, worker_main, rt) != 0) {
       stop_workers(rt);
       stead__timerq_stop(&rt->timers);
@@ -550,9 +606,25 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
   }
   rt->sweep_timer.fn = stead__sweep_tick;
   rt->sweep_timer.arg = rt;
-  stead__timer_arm(&rt->timers, &rt->sweep_timer, stead__mono_ns() + 100000000);
+  stead__timer_arm(&rt->timers, &rt->sweep_timer, stead__rt_mono_ns(rt) + 100000000);
   *out = rt;
   return 0;
+}
+
+int stead_open(const stead_config *cfg, stead_rt **out) {
+  bool consumed = false;
+  return open_rt(cfg, NULL, out, &consumed);
+}
+
+int stead__open_manual(const stead_config *cfg, const stead__manual *man,
+                       stead_rt **out) {
+  if (!man || !man->mono_ns || !man->drain)
+    return stead__err(STEAD_EINVAL, "manual mode needs a clock and a drain");
+  bool consumed = false;
+  int rc = open_rt(cfg, man, out, &consumed);
+  if (rc && !consumed && man->backend)
+    stead__backend_close(man->backend);
+  return rc;
 }
 
 /* Fails every open deferred reply with ECLOSED (close only, after a

@@ -1018,7 +1018,12 @@ static bool run_system(stead_rt *rt, stead__act *a, stead__msg *m) {
   if (atomic_load(&a->activated))
     deactivate(rt, a);
   pthread_mutex_lock(&s->mu);
-  bool freed = stead__table_remove_if_empty(rt, a);
+  /* deactivate() released the object's last committed turns, and a call
+   * among their outputs pins the object for its continuation: then the
+   * record stays (inactive) and the continuation reactivates it. Freeing
+   * it here left the continuation pointing at freed memory (found by the
+   * deterministic simulation, seed 7). */
+  bool freed = atomic_load(&a->pins) == 0 && stead__table_remove_if_empty(rt, a);
   pthread_mutex_unlock(&s->mu);
   waiter_signal(m->waiter, 0);
   return freed;

@@ -7,6 +7,9 @@
  * formed, so a cancellation made inside a callback is seen by every later
  * batch; `done` only grows and reaches `submitted` when the queue is empty
  * and no batch is in flight.
+ *
+ * Manual mode has no thread: whoever calls step, flush or close runs the
+ * batches (the same run_batch) on its own thread.
  */
 #include "storage/committer.h"
 #include "util/util.h"
@@ -189,6 +192,39 @@ static void run_batch(stead__committer *c, item *batch, size_t n) {
   pthread_mutex_unlock(&c->mu);
 }
 
+/* Manual mode: takes up to max items off the queue (mu held). */
+static item *take_now(stead__committer *c, size_t max, size_t *n) {
+  if (!c->head)
+    return NULL;
+  item *first = c->head, *last = first;
+  size_t k = 1;
+  while (k < max && last->next) {
+    last = last->next;
+    k++;
+  }
+  c->head = last->next;
+  if (!c->head)
+    c->tail = NULL;
+  last->next = NULL;
+  c->qlen -= k;
+  *n = k;
+  return first;
+}
+
+size_t stead__committer_step(stead__committer *c, size_t max_sets) {
+  size_t n = 0;
+  pthread_mutex_lock(&c->mu);
+  item *batch = take_now(c, max_sets ? max_sets : c->o.max_batch, &n);
+  pthread_mutex_unlock(&c->mu);
+  if (batch)
+    run_batch(c, batch, n);
+  return n;
+}
+
+size_t stead__committer_queued(stead__committer *c) {
+  return (size_t)atomic_load(&c->queued);
+}
+
 static void *loop(void *arg) {
   stead__committer *c = arg;
   pthread_mutex_lock(&c->mu);
@@ -219,6 +255,7 @@ int stead__committer_start(stead__backend *b, const stead__committer_opts *opts,
     if (opts->max_batch)
       c->o.max_batch = opts->max_batch;
     c->o.max_delay_us = opts->max_delay_us;
+    c->o.manual = opts->manual;
     if (opts->max_delay_us < 0 || opts->max_delay_us > 1000000) {
       free(c);
       return stead__err(STEAD_EINVAL, "max_delay_us must be 0..1000000, not %d",
@@ -232,6 +269,10 @@ int stead__committer_start(stead__backend *b, const stead__committer_opts *opts,
   pthread_cond_init(&c->work, &ca);
   pthread_condattr_destroy(&ca);
   pthread_cond_init(&c->idle, NULL);
+  if (c->o.manual) {
+    *out = c;
+    return 0;
+  }
   if (pthread_create(&c->thread, NULL, loop, c) != 0) {
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->work);
@@ -275,6 +316,11 @@ int stead__committer_submit(stead__committer *c, stead__wset *ws, stead__commit_
 }
 
 int stead__committer_flush(stead__committer *c) {
+  if (c->o.manual) {
+    while (stead__committer_step(c, 0) > 0)
+      ;
+    return 0;
+  }
   if (pthread_equal(pthread_self(), c->thread))
     return stead__err(STEAD_EMISUSE, "flush called from a commit callback");
   pthread_mutex_lock(&c->mu);
@@ -292,7 +338,10 @@ void stead__committer_close(stead__committer *c) {
   c->closing = 1;
   pthread_cond_broadcast(&c->work);
   pthread_mutex_unlock(&c->mu);
-  pthread_join(c->thread, NULL);
+  if (c->o.manual)
+    stead__committer_flush(c);
+  else
+    pthread_join(c->thread, NULL);
   pthread_mutex_destroy(&c->mu);
   pthread_cond_destroy(&c->work);
   pthread_cond_destroy(&c->idle);
