@@ -175,12 +175,15 @@ static int open_runtime(const stead__serve_opts *o, stead__logger *lg, stead_rt 
   char sqlite[4200];
   snprintf(sqlite, sizeof sqlite, "sqlite:%s/stead.db", o->data);
   int is_sqlite = strcmp(o->storage, "sqlite") == 0;
-  cfg.storage = is_sqlite ? sqlite : "memory";
+  int is_pg = strncmp(o->storage, "postgres", 8) == 0;
+  cfg.storage = is_sqlite ? sqlite : is_pg ? o->storage : "memory";
+  /* The URL may hold a password: logs and /v1/cluster say only the kind. */
+  const char *kind = is_sqlite ? "sqlite" : is_pg ? "postgres" : "memory";
   int rc = stead_open(&cfg, rt);
   if (rc < 0)
-    return fail(-1, "cannot start the runtime on %s storage: %s: %s", o->storage,
+    return fail(-1, "cannot start the runtime on %s storage: %s: %s", kind,
                 stead_errname(rc), stead_errmsg());
-  *storage_used = is_sqlite ? "sqlite" : "memory";
+  *storage_used = kind;
   return 0;
 }
 
@@ -228,8 +231,10 @@ int stead__serve_main(int argc, char **argv) {
   }
   if (rc < 0)
     return fail(2, "%s", stead_errmsg());
-  if (stead__serve_opts_supported(&o) < 0)
+  if (stead__serve_opts_check(&o) < 0)
     return fail(2, "%s", stead_errmsg());
+  if (o.nats) /* TEMPORARY until the runtime's cluster mode lands */
+    return fail(2, "--nats: cluster mode is not available in this build yet");
   stead__logger lg = {o.log_level};
   char node_id[256];
   if (o.node_id)
