@@ -179,7 +179,20 @@ static int open_runtime(const stead__serve_opts *o, stead__logger *lg, stead_rt 
   cfg.storage = is_sqlite ? sqlite : is_pg ? o->storage : "memory";
   /* The URL may hold a password: logs and /v1/cluster say only the kind. */
   const char *kind = is_sqlite ? "sqlite" : is_pg ? "postgres" : "memory";
+  if (o->nats) {
+    cfg.cluster_nats = o->nats;
+    cfg.cluster_node_id = o->node_id;
+    cfg.cluster_deployment = o->deployment;
+    cfg.cluster_shards = (uint32_t)o->shards;
+    cfg.cluster_seed = o->seed;
+    cfg.cluster_hosts = o->hosts;
+    cfg.cluster_lease_ttl_ms = o->lease_ttl_ms;
+    cfg.cluster_heartbeat_ms = o->heartbeat_ms;
+  }
   int rc = stead_open(&cfg, rt);
+  if (rc < 0 && o->nats)
+    return fail(-1, "cannot join deployment %s at %s as node %s: %s: %s", o->deployment,
+                o->nats, o->node_id, stead_errname(rc), stead_errmsg());
   if (rc < 0)
     return fail(-1, "cannot start the runtime on %s storage: %s: %s", kind,
                 stead_errname(rc), stead_errmsg());
@@ -233,8 +246,6 @@ int stead__serve_main(int argc, char **argv) {
     return fail(2, "%s", stead_errmsg());
   if (stead__serve_opts_check(&o) < 0)
     return fail(2, "%s", stead_errmsg());
-  if (o.nats) /* TEMPORARY until the runtime's cluster mode lands */
-    return fail(2, "--nats: cluster mode is not available in this build yet");
   stead__logger lg = {o.log_level};
   char node_id[256];
   if (o.node_id)
@@ -283,6 +294,7 @@ int stead__serve_main(int argc, char **argv) {
                          .url = url,
                          .storage = storage,
                          .shards = o.shards,
+                         .cluster = o.nats != NULL,
                          .log = &lg};
   stead__gw *gw = NULL;
   void *handles[STEAD__MAX_LOADS] = {0};
@@ -304,6 +316,10 @@ int stead__serve_main(int argc, char **argv) {
       &lg, STEAD_LOG_INFO,
       "listening on %s (node %s, storage %s, durability %s, %d shards, %d module(s))",
       url, node_id, storage, o.durability, o.shards, o.nloads);
+  if (o.nats)
+    stead__logf(&lg, STEAD_LOG_INFO,
+                "cluster node %s of deployment %s over %s (%s, lease ttl %d ms)", node_id,
+                o.deployment, o.nats, o.hosts ? o.hosts : "heartbeats", o.lease_ttl_ms);
   printf("stead: serving on %s\n"
          "try:   curl -X POST '%s/v1/objects/echo/hello/echo' -d '{\"hi\":1}'\n"
          "       stead call --url %s echo hello echo '{\"hi\":1}'\n",
