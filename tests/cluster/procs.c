@@ -183,6 +183,28 @@ int pc_term(pcluster *c, int i, int timeout_ms) {
   return code;
 }
 
+void pc_dump(pcluster *c) {
+  for (int i = 0; i < c->n; i++) {
+    pnode *nd = &c->nodes[i];
+    if (nd->pid <= 0)
+      continue;
+    json_t *st = pc_status(c, i);
+    if (st) {
+      json_object_del(st, "owned");
+      char *s = json_dumps(st, JSON_COMPACT);
+      fprintf(stderr, "  %s (%s): %s\n", nd->id, atomic_load(&nd->up) ? "up" : "down",
+              s ? s : "?");
+      free(s);
+      json_decref(st);
+    } else {
+      fprintf(stderr, "  %s: %s\n", nd->id, c->last_status_error);
+    }
+    char errp[128];
+    snprintf(errp, sizeof errp, "%s/stderr.log", nd->dir);
+    print_file(errp, nd->id);
+  }
+}
+
 void pc_stop_all(pcluster *c) {
   for (int i = 0; i < c->n; i++) {
     pc_kill(c, i);
@@ -213,7 +235,7 @@ void pclient_free(pclient *p) {
 }
 
 typedef struct body {
-  char buf[2048];
+  char buf[1 << 16]; /* a /v1/cluster of 1024 owned shards fits */
   size_t len;
 } body;
 
@@ -264,10 +286,12 @@ outcome pc_counter_call(pclient *h, pcluster *c, int i, const char *id,
   if (detail)
     snprintf(detail, detail_len, "%s %s: curl %d (%s), HTTP %ld, %.300s", c->nodes[i].id,
              id, (int)rc, curl_easy_strerror(rc), status, b.buf);
-  if (rc == CURLE_COULDNT_CONNECT)
-    return OUT_NOTRUN;
+  /* Even "could not connect" is ambiguous: libcurl resends a request whose
+   * kept-alive connection died before an answer on a new connection, and
+   * reports only the second failure, though the node may have run the
+   * first (seen with kill -9). */
   if (rc != CURLE_OK)
-    return OUT_MAYBE; /* sent, and the connection died or timed out */
+    return OUT_MAYBE;
   if (status == 200) {
     char *end;
     errno = 0;
@@ -317,9 +341,17 @@ void *pc_status(pcluster *c, int i) {
   body b;
   CURLcode rc = do_http(h, url, NULL, 5000, &status, &b);
   curl_easy_cleanup(h);
-  if (rc != CURLE_OK || status != 200)
+  if (rc != CURLE_OK || status != 200) {
+    snprintf(c->last_status_error, sizeof c->last_status_error,
+             "%s: GET /v1/cluster: curl %d (%s), HTTP %ld, %.200s", c->nodes[i].id,
+             (int)rc, curl_easy_strerror(rc), status, b.buf);
     return NULL;
-  return json_loads(b.buf, 0, NULL);
+  }
+  json_t *j = json_loads(b.buf, 0, NULL);
+  if (!j)
+    snprintf(c->last_status_error, sizeof c->last_status_error,
+             "%s: GET /v1/cluster: not JSON: %.200s", c->nodes[i].id, b.buf);
+  return j;
 }
 
 void pc_json_free(void *j) {
@@ -347,7 +379,7 @@ static int check_node(pcluster *c, int i, const char *const *ids, size_t nids,
                       unsigned char *owner_count, char *why, size_t why_len) {
   json_t *st = pc_status(c, i);
   if (!st) {
-    snprintf(why, why_len, "%s: no /v1/cluster", c->nodes[i].id);
+    snprintf(why, why_len, "%s", c->last_status_error);
     return -1;
   }
   int rc = -1;
@@ -463,6 +495,7 @@ static void record(pload *l, int k, outcome o, long long v, const char *detail) 
     break;
   case OUT_NOTRUN:
     ob->notrun++;
+    snprintf(ob->last_notrun, sizeof ob->last_notrun, "%.150s", detail);
     break;
   case OUT_BAD:
     break;
@@ -549,8 +582,9 @@ int pl_verify(pload *l, pclient *h) {
       continue;
     }
     if (count < ob->acked || count > ob->acked + ob->maybe) {
-      fprintf(stderr, "%s: count %lld, acked %ld, ambiguous %ld, refused %ld\n", id,
-              count, ob->acked, ob->maybe, ob->notrun);
+      fprintf(stderr,
+              "%s: count %lld, acked %ld, ambiguous %ld, not run %ld (last: %s)\n", id,
+              count, ob->acked, ob->maybe, ob->notrun, ob->last_notrun);
       bad++;
     }
     qsort(ob->vals, ob->nvals, sizeof *ob->vals, cmp_ll);

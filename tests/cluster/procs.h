@@ -38,7 +38,8 @@ typedef struct pcluster {
   int shards;
   int lease_ttl_ms, heartbeat_ms;
   pnode nodes[PROCS_MAX_NODES];
-  int n; /* slots used (up or down) */
+  int n;                       /* slots used (up or down) */
+  char last_status_error[320]; /* why the last pc_status failed */
 } pcluster;
 
 /* Fills `c` (no process yet): a deployment and table prefix named `name`
@@ -56,6 +57,10 @@ void pc_kill(pcluster *c, int i);
 /* SIGTERM; returns the exit status (0 = drained cleanly), -1 if it did not
  * exit within timeout_ms (then killed). */
 int pc_term(pcluster *c, int i, int timeout_ms);
+
+/* Prints every node's /v1/cluster (abridged) and the tail of its stderr:
+ * what a failing test shows. */
+void pc_dump(pcluster *c);
 
 /* Kills every node still running. */
 void pc_stop_all(pcluster *c);
@@ -113,7 +118,8 @@ int pc_pick(pcluster *c, unsigned *seed);
 typedef struct pobj {
   pthread_mutex_t mu;
   long acked, maybe, notrun;
-  long long *vals; /* counts returned by acknowledged increments */
+  char last_notrun[160]; /* the last "not run" answer, for a violation */
+  long long *vals;       /* counts returned by acknowledged increments */
   size_t nvals, cap;
 } pobj;
 

@@ -66,6 +66,8 @@ static int group_setup(void **state) {
     return rc < 0 ? -1 : 0; /* 1: no PostgreSQL here; tests skip */
   if (natsrv_start(&nats) != 0)
     return -1;
+  printf("  servers: %s, %s\n", pgh_server.uri, nats.url);
+  fflush(stdout);
   have_servers = 1;
   return 0;
 }
@@ -101,6 +103,7 @@ static void settle_or_fail(pcluster *c, pload *l, int timeout_ms, const char *wh
   if (pc_wait_settled(c, timeout_ms, why, sizeof why) != 0) {
     if (l)
       pl_stop(l);
+    pc_dump(c);
     pc_stop_all(c);
     fail_msg("%s: not settled after %d ms: %s", when, timeout_ms, why);
   }
@@ -429,6 +432,9 @@ static void test_garbage(void **state) {
 
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
+  const char *only = getenv("STEAD_TEST_FILTER"); /* e.g. test_kill, by hand */
+  if (only && *only)
+    cmocka_set_test_filter(only);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_exact),   cmocka_unit_test(test_kill),
       cmocka_unit_test(test_pause),   cmocka_unit_test(test_roll),
