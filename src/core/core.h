@@ -194,6 +194,11 @@ struct stead__act {
   struct stead__tmr *timers; /* in-memory timers (timers.c) */
   /* Continuations and deferred replies outstanding: the object must stay. */
   atomic_int pins;
+  /* Cluster mode (cluster.c): the object's shard, the lease tenure it was
+   * activated under (0 before), and whether that tenure ended under it. */
+  uint32_t shard;
+  _Atomic uint64_t epoch;
+  atomic_bool fenced;
   size_t id_len;
   char id[]; /* NUL-terminated */
 };
@@ -260,6 +265,9 @@ struct stead_rt {
   /* per-module state (seam.h) */
   void *slots[STEAD__SLOTS];
 
+  /* cluster mode (cluster.c); NULL on a single node */
+  struct stead__cluster *cluster;
+
   /* storage */
   stead__backend *backend;
   stead__committer *committer;
@@ -288,6 +296,10 @@ const stead_method *stead__method_find(const stead__class_rec *c, const char *na
  * dropped. Takes ownership of m on success only. */
 int stead__enqueue(stead_rt *rt, const stead__class_rec *c, const char *id, size_t id_len,
                    stead__msg *m, bool bypass_limit);
+/* stead__enqueue without cluster routing: to this node's activation of
+ * (class, id), whose shard (cluster mode; else 0) is `shard`. */
+int stead__enqueue_local(stead_rt *rt, const stead__class_rec *c, const char *id,
+                         size_t id_len, stead__msg *m, bool bypass_limit, uint32_t shard);
 /* Appends m to a's mailbox, counts it in flight and schedules a if idle.
  * The stripe lock must be held. */
 void stead__mailbox_push(stead_rt *rt, stead__act *a, stead__msg *m);
@@ -346,6 +358,49 @@ void stead__alarm_rt_failed(stead_rt *rt, const char *cls, const char *id,
  * (alarms set from outside). Not from a stead thread (EMISUSE). */
 int stead__run_as_turn(stead_rt *rt, const char *cls, const char *id,
                        int (*fn)(stead_ctx *ctx, void *arg), void *arg, int timeout_ms);
+
+/* Alarm ownership in cluster mode: only owned shards' alarms fire. */
+void stead__alarm_rt_own(stead_rt *rt, uint32_t shard, bool own);
+
+/* Cluster mode (cluster.c). Every function is a no-op returning 0 on a
+ * single node (rt->cluster NULL). */
+typedef struct stead__cluster stead__cluster;
+/* Before the alarm scheduler: validates the cluster config, prepares the
+ * shard function and the keeper thread. Errors: EINVAL, ENOMEM, EIO. */
+int stead__cluster_init(stead_rt *rt);
+/* After the workers and alarms: joins the deployment (stead__node_open's
+ * errors). */
+int stead__cluster_join(stead_rt *rt);
+/* Drains and releases every owned shard; afterwards nothing routes. */
+void stead__cluster_leave(stead_rt *rt);
+void stead__cluster_free(stead__cluster *cl);
+/* The shard of (cls, id). */
+uint32_t stead__cluster_shard(stead_rt *rt, const char *cls, const char *id);
+/* The fencing token for a write of (cls, id) outside a turn: 0 with the
+ * shard and its held tenure (both 0 on a single node), or ENOTOWNER. */
+int stead__cluster_tenure(stead_rt *rt, const char *cls, const char *id, uint32_t *shard,
+                          uint64_t *epoch);
+/* 1 if this node runs (cls, id): always on a single node; in a cluster,
+ * when it owns the object's shard. */
+int stead__cluster_owns(stead_rt *rt, const char *cls, const char *id);
+/* Publishes a bus event emitted here to the other nodes (at most once;
+ * a failure is counted and logged). */
+void stead__cluster_emit(stead_rt *rt, const char *topic, const void *payload,
+                         size_t len);
+/* stead__enqueue in cluster mode: local, forwarded, or refused. */
+int stead__cluster_enqueue(stead_rt *rt, const stead__class_rec *c, const char *id,
+                           size_t id_len, stead__msg *m, bool bypass_limit);
+/* Worker, before activating a: ENOTOWNER unless the shard is owned; sets
+ * a->epoch to the tenure. */
+int stead__cluster_activate(stead_rt *rt, stead__act *a);
+/* Worker, at the end of a successful turn of a: ENOTOWNER if a's tenure
+ * is no longer the held lease (then a is asked to deactivate). */
+int stead__cluster_fence(stead_rt *rt, stead__act *a);
+/* A commit of a was refused for its tenure: count it, deactivate a. */
+void stead__cluster_note_fenced(stead_rt *rt, stead__act *a);
+int stead__cluster_metrics(stead_rt *rt, stead__buf *b);
+/* The runtime's cluster node, or NULL (tests pause and kill it). */
+struct stead__node *stead__cluster_node(stead_rt *rt);
 
 /* Timers (timers.c). */
 stead__act *stead__ctx_act(stead_ctx *ctx);

@@ -346,6 +346,14 @@ void stead__mailbox_push(stead_rt *rt, stead__act *a, stead__msg *m) {
 
 int stead__enqueue(stead_rt *rt, const stead__class_rec *c, const char *id, size_t id_len,
                    stead__msg *m, bool bypass_limit) {
+  if (rt->cluster)
+    return stead__cluster_enqueue(rt, c, id, id_len, m, bypass_limit);
+  return stead__enqueue_local(rt, c, id, id_len, m, bypass_limit, 0);
+}
+
+int stead__enqueue_local(stead_rt *rt, const stead__class_rec *c, const char *id,
+                         size_t id_len, stead__msg *m, bool bypass_limit,
+                         uint32_t shard) {
   uint64_t h = key_hash(c, id, id_len);
   unsigned si = (unsigned)(h >> 56) % STEAD__STRIPES;
   stead__stripe *s = &rt->stripes[si];
@@ -358,6 +366,7 @@ int stead__enqueue(stead_rt *rt, const stead__class_rec *c, const char *id, size
       pthread_mutex_unlock(&s->mu);
       return stead__err(STEAD_ENOMEM, "out of memory creating an activation");
     }
+    a->shard = shard;
     a->hnext = s->buckets[h % s->nbuckets];
     s->buckets[h % s->nbuckets] = a;
     lru_append(s, a);
@@ -499,7 +508,9 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
     rt_free(rt);
     return rc;
   }
-  if ((rc = stead__timerq_init(&rt->timers, rt)) != 0) {
+  if ((rc = stead__cluster_init(rt)) != 0 ||
+      (rc = stead__timerq_init(&rt->timers, rt)) != 0) {
+    stead__cluster_free(rt->cluster);
     stead__bus_rt_close(rt);
     stead__store_close(rt);
     rt_free(rt);
@@ -509,6 +520,7 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
     if (pthread_create(&rt->workers[i], NULL, worker_main, rt) != 0) {
       stop_workers(rt);
       stead__timerq_stop(&rt->timers);
+      stead__cluster_free(rt->cluster);
       stead__bus_rt_close(rt);
       stead__store_close(rt);
       rt_free(rt);
@@ -519,6 +531,18 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
   if ((rc = stead__alarm_rt_open(rt)) != 0) {
     stop_workers(rt);
     stead__timerq_stop(&rt->timers);
+    stead__cluster_free(rt->cluster);
+    stead__bus_rt_close(rt);
+    stead__store_close(rt);
+    rt_free(rt);
+    return rc;
+  }
+  if ((rc = stead__cluster_join(rt)) != 0) {
+    stead__alarm_rt_stop(rt);
+    wait_idle(rt);
+    stop_workers(rt);
+    stead__timerq_stop(&rt->timers);
+    stead__cluster_free(rt->cluster);
     stead__bus_rt_close(rt);
     stead__store_close(rt);
     rt_free(rt);
@@ -565,6 +589,9 @@ int stead_close(stead_rt *rt) {
   /* Wait for API calls that passed the closing check to finish enqueuing. */
   while (atomic_load(&rt->api_refs) > 0)
     sched_yield();
+  /* A cluster node hands its shards over first, while everything still
+   * runs: their turns finish, commits flush, leases are released. */
+  stead__cluster_leave(rt);
   stead__timer_cancel(&rt->timers, &rt->sweep_timer);
   /* No alarm fires once closing: pending ones fire after the next open. */
   stead__alarm_rt_stop(rt);
@@ -584,6 +611,8 @@ int stead_close(stead_rt *rt) {
   wait_idle(rt);
   stop_workers(rt);
   stead__timerq_stop(&rt->timers);
+  stead__cluster_free(rt->cluster);
+  rt->cluster = NULL;
   stead__store_close(rt);
   stead__es_rt_close(rt);
   rt_free(rt);

@@ -12,6 +12,7 @@
 #include "util/util.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -26,6 +27,7 @@ typedef struct item {
   stead__commit_cb cb;
   void *udata;
   int skipped; /* cancelled when its batch formed: not committed */
+  int rc;      /* its outcome, when the batch was split (refence) */
 } item;
 
 struct stead__committer {
@@ -90,11 +92,49 @@ static item *take_batch(stead__committer *c, size_t *n) {
   return first;
 }
 
+/* A batch refused for a stale fencing token fails as a whole, sets of
+ * healthy tenures included. It is committed again one tenure (shard,
+ * epoch) at a time, in first-seen order (one object's sets share a tenure
+ * and keep their order), so only the stale tenure's sets fail. Sets the
+ * transaction did not commit are not committed, so trying again is safe.
+ * Returns 1 if it split (each item's rc is set), 0 if one tenure only. */
+static int refence(stead__committer *c, item *batch, stead__wset **v) {
+  item *first = NULL;
+  for (item *it = batch; it; it = it->next)
+    if (!it->skipped) {
+      if (!first)
+        first = it;
+      else if (it->ws->shard != first->ws->shard || it->ws->epoch != first->ws->epoch)
+        goto split;
+    }
+  return 0;
+split:
+  for (item *it = batch; it; it = it->next)
+    it->rc = it->skipped ? STEAD_ECANCELED : 1; /* 1: not yet tried */
+  for (item *lead = batch; lead; lead = lead->next) {
+    if (lead->rc != 1)
+      continue;
+    size_t m = 0;
+    for (item *it = lead; it; it = it->next)
+      if (it->rc == 1 && it->ws->shard == lead->ws->shard &&
+          it->ws->epoch == lead->ws->epoch)
+        v[m++] = it->ws;
+    int rc = c->b->vt->commit(c->b, v, m);
+    for (item *it = lead; it; it = it->next)
+      if (it->rc == 1 && it->ws->shard == lead->ws->shard &&
+          it->ws->epoch == lead->ws->epoch)
+        it->rc = rc;
+    atomic_fetch_add(rc ? &c->sets_failed : &c->sets_ok, m);
+  }
+  return 1;
+}
+
 static void run_batch(stead__committer *c, item *batch, size_t n) {
   stead__wset *stackv[64];
   stead__wset **v = n <= 64 ? stackv : malloc(n * sizeof *v);
   size_t m = 0;
   int rc = 0;
+  bool split = false;
   if (!v) {
     rc = stead__err(STEAD_ENOMEM, "out of memory forming a commit batch");
     for (item *it = batch; it; it = it->next)
@@ -120,7 +160,10 @@ static void run_batch(stead__committer *c, item *batch, size_t n) {
     atomic_fetch_add(&c->lat_sum, (uint64_t)us);
     if (rc) {
       atomic_fetch_add(&c->batches_failed, 1);
-      atomic_fetch_add(&c->sets_failed, m);
+      if (rc == STEAD_ENOTOWNER && refence(c, batch, v))
+        split = true;
+      else
+        atomic_fetch_add(&c->sets_failed, m);
     } else {
       atomic_fetch_add(&c->sets_ok, m);
     }
@@ -134,7 +177,7 @@ static void run_batch(stead__committer *c, item *batch, size_t n) {
   while (batch) {
     item *it = batch;
     batch = it->next;
-    it->cb(it->udata, it->ws, it->skipped ? STEAD_ECANCELED : rc);
+    it->cb(it->udata, it->ws, split ? it->rc : it->skipped ? STEAD_ECANCELED : rc);
     stead__wset_unref(it->ws);
     free(it);
     ran++;
