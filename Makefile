@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
 BUILD ?= build/release
 
-.PHONY: all deps build run test install bench fuzz format crash-test clean
+.PHONY: all deps build run test install bench fuzz faults soak format crash-test clean
 
 all: build
 
@@ -29,6 +29,12 @@ bench: build
 
 fuzz: deps
 	@bash scripts/fuzz.sh
+
+faults: deps
+	@bash scripts/faults.sh $(BUILD)
+
+soak: deps
+	@MINUTES=$${MINUTES:-10} bash scripts/soak.sh $(BUILD)
 
 crash-test: build
 	@STEAD_CRASH_ROUNDS=$${ROUNDS:-500} ctest --test-dir $(BUILD) -R crash --output-on-failure

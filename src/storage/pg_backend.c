@@ -1064,7 +1064,8 @@ static int parse_int(const char *what, const char *v, size_t vl, long lo, long h
 
 /* One "k=v" of the URI's query: ours is consumed, libpq's appended to
  * `keep`. */
-static int parse_opt(pgb *p, const char *kv, size_t n, stead__buf *keep, int *has_ct) {
+static int parse_opt(stead__pg_uri *p, const char *kv, size_t n, stead__buf *keep,
+                     int *has_ct) {
   const char *eq = memchr(kv, '=', n);
   if (!eq)
     return stead__err(STEAD_EINVAL, "storage option '%.*s' has no value", (int)n, kv);
@@ -1106,7 +1107,12 @@ static int parse_opt(pgb *p, const char *kv, size_t n, stead__buf *keep, int *ha
   return 0;
 }
 
-static int parse_uri(pgb *p, const char *uri) {
+int stead__pg_uri_parse(const char *uri, stead__pg_uri *p) {
+  memset(p, 0, sizeof *p);
+  snprintf(p->prefix, sizeof p->prefix, "stead");
+  p->pool = 4;
+  if (!uri)
+    return stead__err(STEAD_EINVAL, "postgres URI is NULL");
   const char *q = strchr(uri, '?');
   size_t base = q ? (size_t)(q - uri) : strlen(uri);
   stead__buf keep = {0}, out = {0};
@@ -1140,9 +1146,24 @@ static int parse_uri(pgb *p, const char *uri) {
   if (!opts) {
     rc = stead__err(STEAD_EINVAL, "bad postgres URI: %s", perr ? perr : "out of memory");
     PQfreemem(perr);
+    free(p->conninfo);
+    p->conninfo = NULL;
     return rc;
   }
   PQconninfoFree(opts);
+  return 0;
+}
+
+static int parse_uri(pgb *p, const char *uri) {
+  stead__pg_uri u;
+  int rc = stead__pg_uri_parse(uri, &u);
+  if (rc)
+    return rc;
+  p->conninfo = u.conninfo;
+  memcpy(p->prefix, u.prefix, sizeof p->prefix);
+  p->pool = u.pool;
+  p->stmt_timeout_ms = u.stmt_timeout_ms;
+  p->normal = u.normal;
   return 0;
 }
 
@@ -1153,8 +1174,6 @@ int stead__pg_open(const char *uri, stead__backend **out) {
   if (!p)
     return stead__err(STEAD_ENOMEM, "out of memory opening postgres backend");
   p->base.vt = &pg_vt;
-  snprintf(p->prefix, sizeof p->prefix, "stead");
-  p->pool = 4;
   pthread_mutex_init(&p->wmu, NULL);
   pthread_mutex_init(&p->pmu, NULL);
   pthread_cond_init(&p->pcv, NULL);

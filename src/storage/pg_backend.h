@@ -16,6 +16,21 @@
 
 #include "storage/backend.h"
 
+/* A URI with stead's options taken out. */
+typedef struct stead__pg_uri {
+  char *conninfo; /* malloc'd: what libpq gets (libpq's options kept) */
+  char prefix[48];
+  int pool;            /* 1..64 */
+  int stmt_timeout_ms; /* 0: none */
+  int normal;          /* durability=normal */
+} stead__pg_uri;
+
+/* Parses `uri` (no I/O): stead's options into *out, the rest kept for
+ * libpq, connect_timeout=5 added when absent, and the result checked by
+ * libpq's own parser. On success the caller frees out->conninfo. Errors:
+ * EINVAL (bad option or URI; message names it), ENOMEM. */
+int stead__pg_uri_parse(const char *uri, stead__pg_uri *out);
+
 /* Opens the backend: connects, creates or migrates the schema under the
  * prefix (an advisory lock serialises nodes starting at once). Errors:
  * EINVAL (bad option), ESTORAGE (cannot connect; the server's message),
