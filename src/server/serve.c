@@ -50,13 +50,25 @@ static int fail(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* One line on stderr: messages from libraries (libpq's end in "\n\tIs
+ * the server running ...") are folded onto it. */
 static int fail(int code, const char *fmt, ...) {
+  char msg[2048];
   va_list ap;
   va_start(ap, fmt);
-  fputs("stead serve: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  size_t o = 0;
+  for (size_t i = 0; msg[i]; i++) {
+    char ch = msg[i] == '\n' || msg[i] == '\t' || msg[i] == '\r' ? ' ' : msg[i];
+    if (ch == ' ' && (o == 0 || msg[o - 1] == ' '))
+      continue;
+    msg[o++] = ch;
+  }
+  while (o > 0 && msg[o - 1] == ' ')
+    o--;
+  msg[o] = '\0';
+  fprintf(stderr, "stead serve: %s\n", msg);
   return code;
 }
 
