@@ -56,6 +56,7 @@ struct stead__gw {
   size_t max_body;
   int default_timeout_ms;
   int shards;
+  int cluster; /* 1: the runtime is a cluster node (/v1/cluster asks it) */
   char *node_id, *url, *storage;
   const stead__logger *log;
   stead__httpm *metrics;
@@ -205,7 +206,22 @@ static enum MHD_Result do_metrics(req *r) {
 
 static enum MHD_Result do_cluster(req *r) {
   stead__gw *gw = r->gw;
-  const char *state = atomic_load(&gw->state) == GW_READY ? "ready" : "not-ready";
+  int ready = atomic_load(&gw->state) == GW_READY;
+  if (gw->cluster) {
+    stead_cluster_status *st = NULL;
+    int rc = STEAD_ECLOSED;
+    if (gate_enter(gw)) {
+      rc = stead_cluster_status_get(gw->rt, &st);
+      gate_leave(gw);
+    }
+    if (rc < 0)
+      return send_error(r, rc == STEAD_ECLOSED ? 503 : 0, rc,
+                        rc == STEAD_ECLOSED ? "the node is not serving" : stead_errmsg());
+    json_t *j = stead__cluster_json(st, gw->storage, gw->url);
+    stead_free(st);
+    return send_json(r, 200, j);
+  }
+  const char *state = ready ? "ready" : "not-ready";
   json_t *j =
       json_pack("{s:s,s:s,s:i,s:i,s:s,s:[{s:s,s:s,s:s,s:b,s:i}]}", "node_id", gw->node_id,
                 "mode", "single", "shards", gw->shards, "shards_owned", gw->shards,
@@ -599,6 +615,7 @@ int stead__gw_start(const stead__gw_config *cfg, stead__gw **out) {
   gw->max_body = cfg->max_body;
   gw->default_timeout_ms = cfg->default_timeout_ms;
   gw->shards = cfg->shards;
+  gw->cluster = cfg->cluster;
   gw->log = cfg->log;
   atomic_init(&gw->state, GW_STARTING);
   /* poll(), not epoll: libmicrohttpd 0.9.75's MHD_quiesce_daemon races its
