@@ -141,7 +141,8 @@ struct stead__node {
   int has_rtr;
 
   atomic_uint_fast64_t corr;
-  atomic_int left; /* stead__node_leave ran (or runs) */
+  atomic_int left;     /* stead__node_leave ran (or runs) */
+  uint32_t acq_cursor; /* manager: where the next acquire round starts */
   atomic_uint_fast64_t n_acquired, n_released, n_lost, n_acq_fail;
   atomic_uint_fast64_t n_malformed, n_expired, n_not_owner, n_calls, n_retries;
 };
@@ -554,7 +555,7 @@ static void renew(stead__node *n, uint32_t s) {
 }
 
 /* One shard's step; returns when it next needs attention. Under mu. */
-static int64_t manage_shard(stead__node *n, uint32_t s) {
+static int64_t manage_shard(stead__node *n, uint32_t s, int may_acquire) {
   shard_st *st = &n->sh[s];
   int64_t now = stead__mono_ns();
   if (st->state != SH_FREE && now >= st->valid_until_ns)
@@ -569,7 +570,7 @@ static int64_t manage_shard(stead__node *n, uint32_t s) {
   if (st->state != SH_FREE) {
     if (stead__mono_ns() >= st->renew_at_ns)
       renew(n, s);
-  } else if (n->want[s] && stead__mono_ns() >= st->retry_at_ns &&
+  } else if (may_acquire && n->want[s] && stead__mono_ns() >= st->retry_at_ns &&
              stead__mono_ns() >= n->settle_until_ns) {
     acquire(n, s);
   }
@@ -594,10 +595,27 @@ static void *manager_main(void *arg) {
     if (n->live_dirty || n->leaving)
       recompute_want(n);
     int64_t next = stead__mono_ns() + ms_to_ns(1000);
+    /* Renewals first: an acquire may wait on a lease row another node's
+     * transaction still locks (bounded by the lock timeout), and the
+     * leases held must not expire meanwhile. Then acquires, for at most
+     * half a renew interval per round, starting where the last round
+     * stopped so every wanted shard gets its turn. */
     for (uint32_t s = 0; s < n->nshards && !n->stop && !n->killed; s++) {
-      int64_t w = manage_shard(n, s);
+      int64_t w = manage_shard(n, s, 0);
       if (w < next)
         next = w;
+    }
+    int64_t budget_end = stead__mono_ns() + n->renew_ns / 2;
+    for (uint32_t k = 0; k < n->nshards && !n->stop && !n->killed; k++) {
+      if (stead__mono_ns() >= budget_end) {
+        next = stead__mono_ns(); /* go round again at once */
+        break;
+      }
+      uint32_t s = (n->acq_cursor + k) % n->nshards;
+      int64_t w = manage_shard(n, s, 1);
+      if (w < next)
+        next = w;
+      n->acq_cursor = (s + 1) % n->nshards;
     }
     pthread_cond_broadcast(&n->idle_cv);
     if (n->kicks != kicks || n->stop || n->killed)

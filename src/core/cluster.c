@@ -660,6 +660,31 @@ static void on_released(void *u, uint32_t shard, uint64_t epoch) {
 
 /* ---- open / close ---------------------------------------------------- */
 
+char *stead__cluster_storage_spec(const stead_config *cfg) {
+  const char *spec = cfg->storage ? cfg->storage : "memory";
+  bool pg =
+      strncmp(spec, "postgres://", 11) == 0 || strncmp(spec, "postgresql://", 13) == 0;
+  if (!cfg->cluster_nats || !pg)
+    return stead__strdup(spec);
+  int ttl = cfg->cluster_lease_ttl_ms > 0 ? cfg->cluster_lease_ttl_ms : 10000;
+  char extra[96] = "";
+  size_t n = 0;
+  const char *sep = strchr(spec, '?') ? "&" : "?";
+  if (!strstr(spec, "lock_timeout_ms=")) {
+    n += (size_t)snprintf(extra, sizeof extra, "%slock_timeout_ms=%d", sep,
+                          ttl / 3 > 0 ? ttl / 3 : 1);
+    sep = "&";
+  }
+  if (!strstr(spec, "idle_tx_timeout_ms="))
+    snprintf(extra + n, sizeof extra - n, "%sidle_tx_timeout_ms=%d", sep,
+             ttl / 2 > 0 ? ttl / 2 : 1);
+  size_t len = strlen(spec) + strlen(extra) + 1;
+  char *out = malloc(len);
+  if (out)
+    snprintf(out, len, "%s%s", spec, extra);
+  return out;
+}
+
 static int check_config(const stead_config *cfg) {
   if (strncmp(cfg->cluster_nats, "nats://", 7) != 0 || !cfg->cluster_nats[7])
     return stead__err(STEAD_EINVAL, "cluster_nats \"%s\" is not a nats://host:port URL",

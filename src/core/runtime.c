@@ -518,7 +518,7 @@ static int open_rt(const stead_config *cfg_in, const stead__manual *man, stead_r
   if (!rt)
     return stead__err(STEAD_ENOMEM, "out of memory");
   rt->cfg = *cfg;
-  rt->storage_spec = stead__strdup(cfg->storage ? cfg->storage : "memory");
+  rt->storage_spec = stead__cluster_storage_spec(cfg);
   rt->cfg.storage = rt->storage_spec;
   if (man) {
     if (!(rt->manual = malloc(sizeof *rt->manual))) {

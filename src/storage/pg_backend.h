@@ -8,6 +8,12 @@
  *   pool=N                reader connections, 1..64; default 4
  *   durability=full|normal  normal sets synchronous_commit=off
  *   statement_timeout_ms=N  server-side statement timeout; default none
+ *   lock_timeout_ms=N     how long a statement waits for a row lock before it
+ *                         fails (ESTORAGE); default none
+ *   idle_tx_timeout_ms=N  the server aborts a transaction of ours left open
+ *                         this long (the process stalled mid-commit), so its
+ *                         locks cannot hold other nodes up; default 10000,
+ *                         0 = none
  * Every other option is passed to libpq unchanged (sslmode, options, ...).
  * connect_timeout defaults to 5 s when the URI does not set it.
  */
@@ -22,6 +28,8 @@ typedef struct stead__pg_uri {
   char prefix[48];
   int pool;            /* 1..64 */
   int stmt_timeout_ms; /* 0: none */
+  int lock_timeout_ms; /* 0: none */
+  int idle_tx_ms;      /* 0: none */
   int normal;          /* durability=normal */
 } stead__pg_uri;
 

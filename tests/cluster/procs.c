@@ -39,17 +39,9 @@ void pc_init(pcluster *c, const char *nats_url, const char *pg_uri, const char *
              int shards) {
   memset(c, 0, sizeof *c);
   c->nats_url = nats_url;
-  /* Workaround, until the runtime sets it itself: a node SIGSTOPped in the
-   * middle of a commit holds FOR SHARE locks on its lease rows, and every
-   * other node's lease acquire (and with it that node's manager thread,
-   * so its renewals too) waits on them for as long as the pause lasts.
-   * idle_in_transaction_session_timeout makes PostgreSQL abort the paused
-   * transaction, lock_timeout keeps a blocked lease statement short.
-   * Without it test_pause hangs in about one run of three. */
-  snprintf(c->storage, sizeof c->storage,
-           "%s?prefix=%s&options=-c%%20idle_in_transaction_session_timeout%%3D1000"
-           "%%20-c%%20lock_timeout%%3D500",
-           pg_uri, name);
+  /* No lock or idle-transaction options: the runtime derives them from
+   * the lease ttl (a node paused mid-commit must not hold the others up). */
+  snprintf(c->storage, sizeof c->storage, "%s?prefix=%s", pg_uri, name);
   snprintf(c->deployment, sizeof c->deployment, "%s", name);
   c->shards = shards;
   /* Short leases and beats so that takeovers take about a second; the

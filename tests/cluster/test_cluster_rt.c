@@ -298,6 +298,19 @@ static void test_config_errors(void **state) {
   c.cluster_node_id = NULL;
   assert_int_equal(stead_open(&c, &rt), STEAD_EINVAL);
   assert_null(rt);
+  /* Cluster mode bounds lock waits and stalled transactions by the lease
+   * ttl, unless the spec says otherwise. */
+  c.cluster_node_id = "x";
+  c.cluster_lease_ttl_ms = 1500;
+  c.storage = "postgres://h/db";
+  char *sp = stead__cluster_storage_spec(&c);
+  assert_string_equal(sp, "postgres://h/db?lock_timeout_ms=500&idle_tx_timeout_ms=750");
+  free(sp);
+  c.storage = "postgres://h/db?prefix=p&lock_timeout_ms=9";
+  sp = stead__cluster_storage_spec(&c);
+  assert_string_equal(
+      sp, "postgres://h/db?prefix=p&lock_timeout_ms=9&idle_tx_timeout_ms=750");
+  free(sp);
   /* A single node has no cluster status. */
   stead_config_init(&c);
   assert_int_equal(stead_open(&c, &rt), 0);

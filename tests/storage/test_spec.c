@@ -55,12 +55,26 @@ static void test_pg_uri(void **state) {
   assert_int_equal(u.pool, 9);
   assert_int_equal(u.normal, 1);
   assert_int_equal(u.stmt_timeout_ms, 50);
+  assert_int_equal(u.lock_timeout_ms, 0);
+  assert_int_equal(u.idle_tx_ms, 10000); /* the default */
+  free(u.conninfo);
+  assert_rc(
+      stead__pg_uri_parse("postgres://h/db?lock_timeout_ms=300&idle_tx_timeout_ms=0", &u),
+      0);
+  assert_int_equal(u.lock_timeout_ms, 300);
+  assert_int_equal(u.idle_tx_ms, 0);
   free(u.conninfo);
   static const char *const bad[] = {
-      "postgres://h/db?prefix=1a", "postgres://h/db?prefix=A",
-      "postgres://h/db?pool=0",    "postgres://h/db?pool=65",
-      "postgres://h/db?pool",      "postgres://h/db?durability=x",
-      "postgres://h/db?bogus=1",   "postgres://[::1/db",
+      "postgres://h/db?prefix=1a",
+      "postgres://h/db?prefix=A",
+      "postgres://h/db?pool=0",
+      "postgres://h/db?pool=65",
+      "postgres://h/db?pool",
+      "postgres://h/db?durability=x",
+      "postgres://h/db?bogus=1",
+      "postgres://[::1/db",
+      "postgres://h/db?lock_timeout_ms=0",
+      "postgres://h/db?idle_tx_timeout_ms=-1",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     assert_rc(stead__pg_uri_parse(bad[i], &u), STEAD_EINVAL);
