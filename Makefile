@@ -4,7 +4,7 @@ PREFIX ?= /usr/local
 JOBS ?= $(shell nproc)
 BUILD ?= build/release
 
-.PHONY: all deps build run test install bench fuzz format crash-test clean
+.PHONY: all deps build run test install bench fuzz faults soak format crash-test sim clean
 
 all: build
 
@@ -30,8 +30,20 @@ bench: build
 fuzz: deps
 	@bash scripts/fuzz.sh
 
+faults: deps
+	@bash scripts/faults.sh $(BUILD)
+
+soak: deps
+	@MINUTES=$${MINUTES:-10} bash scripts/soak.sh $(BUILD)
+
 crash-test: build
 	@STEAD_CRASH_ROUNDS=$${ROUNDS:-500} ctest --test-dir $(BUILD) -R crash --output-on-failure
+
+# Deterministic simulation (docs/simulation.md): SEEDS=N seeds from 1, or
+# SEED=S alone (with TRACE=1 to print its trace); STEPS=K steps per seed.
+sim: build
+	@$(BUILD)/tests/sim/stead-sim $(if $(SEED),--seed $(SEED),--seeds $${SEEDS:-100}) \
+	  --steps $${STEPS:-2000} $(if $(TRACE),--trace)
 
 format:
 	@git ls-files '*.c' '*.h' '*.cpp' | xargs clang-format -i

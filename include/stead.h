@@ -196,6 +196,23 @@ typedef struct stead_config {
    * Tests inject their own (see stead_test_clock). */
   stead_clock_fn clock;
   void *clock_udata;
+  /* Cluster mode (docs/cluster.md). cluster_nats NULL (default): one node
+   * with the in-process transport. Set to a "nats://host:port" URL: this
+   * runtime joins deployment `cluster_deployment` as node `cluster_node_id`;
+   * `storage` must then be a postgres:// spec (the shared store that holds
+   * the shard leases and fences commits). Every object of the deployment
+   * then lives on exactly one node; calls, sends and events to objects
+   * owned elsewhere are forwarded to their owner transparently. */
+  const char *cluster_nats;
+  const char *cluster_node_id;    /* unique in the deployment; required */
+  const char *cluster_deployment; /* [A-Za-z0-9_-]{1,64}; default "stead" */
+  uint32_t cluster_shards;        /* 1..STEAD_MAX_SHARDS; default 1024 */
+  const char *cluster_seed;       /* shard hashing seed; default none */
+  /* A fixed member list ("host-{0..2}", stead_hosts_expand) instead of
+   * NATS heartbeats; NULL (default) = heartbeats. */
+  const char *cluster_hosts;
+  int cluster_lease_ttl_ms; /* shard lease tenure; default 10,000 (>= 100) */
+  int cluster_heartbeat_ms; /* default 1,000; a member expires after 3 */
 } stead_config;
 
 /* Fills `cfg` with the defaults above. */
@@ -654,6 +671,37 @@ int stead_shards_for_node(const char *node, const char *const *nodes, size_t n,
  * unbalanced braces, two ranges, bad bounds, LO > HI, bad or duplicate
  * name), ETOOBIG (too many hosts or too long a name), ENOMEM. */
 int stead_hosts_expand(const char *spec, char ***out, size_t *count);
+
+/* One shard this node holds the lease of. */
+typedef struct stead_cluster_shard {
+  uint32_t shard;
+  uint64_t epoch;        /* the lease tenure; every commit carries it */
+  int draining;          /* being handed over: no new turns start */
+  int64_t lease_left_ms; /* by this node's conservative local bound */
+} stead_cluster_shard;
+
+/* A snapshot of a cluster node (clstr-go's GetNodeInfo). */
+typedef struct stead_cluster_status {
+  const char *node_id;
+  const char *deployment;
+  uint32_t nshards;
+  stead_cluster_shard *owned; /* ascending shard */
+  size_t nowned;
+  const char *const *members; /* the live member set, sorted */
+  size_t nmembers;
+  /* Counters since the node joined: shard leases taken, released after a
+   * drain, lost (expired or taken over), failed acquire attempts;
+   * envelopes refused as malformed, as expired, as "not owner"; calls
+   * forwarded to another node, and retries of them after "not owner". */
+  uint64_t acquired, released, lost, acquire_failures;
+  uint64_t malformed, expired, not_owner, calls, call_retries;
+} stead_cluster_status;
+
+/* The cluster status of `rt`: one allocation owned by the caller (every
+ * pointer inside points into it), freed with stead_free. Errors: EINVAL
+ * (NULL argument), ENOTSUP (rt is not in cluster mode), ENOMEM.
+ * Thread-safe. */
+int stead_cluster_status_get(stead_rt *rt, stead_cluster_status **out);
 
 /* ======================================================================
  * Event bus

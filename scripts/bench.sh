@@ -17,6 +17,7 @@ run storage "$build/bench/storage/bench_storage" "$tmp/storage" 3 2
 [ -x "$build/bench/bus/bench_bus" ] && run bus "$build/bench/bus/bench_bus"
 [ -x "$build/bench/loop/bench_loop" ] && run loop "$build/bench/loop/bench_loop"
 [ -x "$build/bench/alarms/bench_alarms" ] && run alarms "$build/bench/alarms/bench_alarms"
+# cluster: transport and runtime path beside raw nats.c (runtime rows need PostgreSQL)
 [ -x "$build/bench/cluster/bench_cluster_nats" ] && run cluster "$build/bench/cluster/bench_cluster_nats"
 [ -x "$build/bench/connections/bench_connections" ] &&
   run connections "$build/bench/connections/bench_connections" "$build/src/server/stead"

@@ -6,6 +6,11 @@
  *   pipelined:  256 requests in flight, replies per second
  *
  * The responder is a plain nats.c echo subscription on its own connection.
+ * Then the runtime path (rtpath.c, needs PostgreSQL): stead_call from node
+ * A to objects owned by node B, both cluster runtimes over the same
+ * nats-server, with the same payload, and the time ownership takes to
+ * settle after a node is killed or leaves. The targets of issue #9 are
+ * printed beside the ratios: p50 <= 1.25x raw, throughput >= 0.7x raw.
  * Usage: bench_cluster_nats [N] (default 20000 requests per pipelined run).
  */
 #include <nats/nats.h>
@@ -15,6 +20,7 @@
 
 #include "cluster/nats.h"
 #include "cluster/natsrv.h"
+#include "rtpath.h"
 
 #define INFLIGHT 256
 #define SEQ      5000
@@ -175,14 +181,41 @@ static double stead_pipelined(stead__nats *t, long n) {
 
 static void row(const char *name, int64_t *lat, double rps) {
   qsort(lat, SEQ, sizeof *lat, cmp_i64);
-  printf("| %-22s | %8.1f | %8.1f | %10.0f |\n", name, lat[SEQ / 2] / 1e3,
+  printf("| %-26s | %8.1f | %8.1f | %11.0f |\n", name, lat[SEQ / 2] / 1e3,
          lat[SEQ * 99 / 100] / 1e3, rps);
+}
+
+/* The runtime rows: returns 0, or -1 when they could not run. */
+static int runtime_rows(long n, int64_t *lat_raw, double raw_rps) {
+  static int64_t lat_rt[SEQ];
+  if (rtpath_open() != 0)
+    return -1;
+  rtpath_seq(lat_rt, SEQ); /* warm-up */
+  rtpath_seq(lat_rt, SEQ);
+  double rt_rps = rtpath_pipelined(n, INFLIGHT);
+  row("stead runtime call A -> B", lat_rt, rt_rps);
+  double p50_ratio = (double)lat_rt[SEQ / 2] / (double)lat_raw[SEQ / 2];
+  double rps_ratio = rt_rps / raw_rps;
+  printf("\nruntime / raw: p50 %.2fx (target <= 1.25x: %s), throughput %.2fx "
+         "(target >= 0.7x: %s)\n",
+         p50_ratio, p50_ratio <= 1.25 ? "met" : "MISSED", rps_ratio,
+         rps_ratio >= 0.7 ? "met" : "MISSED");
+  double kill_ms, term_ms;
+  rtpath_settle(&kill_ms, &term_ms);
+  printf("\nownership settle (4 nodes, %d shards, lease ttl %d ms, heartbeat %d ms):\n",
+         256, rtpath_lease_ttl_ms(), rtpath_heartbeat_ms());
+  printf("  kill -9 of a node:   %.0f ms until the survivors own every shard\n", kill_ms);
+  printf("  SIGTERM (drain):     %.0f ms\n", term_ms);
+  rtpath_close();
+  return 0;
 }
 
 int main(int argc, char **argv) {
   long n = argc > 1 ? atol(argv[1]) : 20000;
   if (natsrv_start(&server) != 0)
     return 1;
+  /* Before any thread exists: the nodes to kill are forked processes. */
+  int have_pg = rtpath_prepare(server.url) == 0;
   natsConnection *responder = raw_connect();
   natsSubscription *sub;
   natsConnection_Subscribe(&sub, responder, "bench.echo", echo, NULL);
@@ -209,11 +242,15 @@ int main(int argc, char **argv) {
   printf("request/reply, 16-byte payload, echo responder, loopback nats-server\n");
   printf("sequential: %d requests; pipelined: %ld requests, %d in flight\n\n", SEQ, n,
          INFLIGHT);
-  printf("| %-22s | %8s | %8s | %10s |\n", "client", "p50 us", "p99 us", "pipelined/s");
-  printf("|%s|%s|%s|%s|\n", "------------------------", "----------", "----------",
+  printf("| %-26s | %8s | %8s | %11s |\n", "client", "p50 us", "p99 us", "pipelined/s");
+  printf("|%s|%s|%s|%s|\n", "----------------------------", "----------", "----------",
          "-------------");
-  row("raw nats.c", lat_raw, raw_rps);
+  row("raw nats.c", lat_raw, raw_rps); /* sorts lat_raw: runtime_rows reads its p50 */
   row("stead transport", lat_stead, stead_rps);
+  if (!have_pg)
+    printf("\n(runtime rows skipped: no PostgreSQL)\n");
+  else if (runtime_rows(n, lat_raw, raw_rps) != 0)
+    printf("\n(runtime rows failed)\n");
 
   stead__nats_close(t);
   natsConnection_Destroy(nc);

@@ -790,8 +790,10 @@ static int fire_batch(stead__alarms *s, int64_t now) {
                        e->meta, e->meta_len);
     if (!res[i]) {
       accepted++;
-      int64_t late = now - e->at;
-      stead__hist_observe(&s->lateness, late > 0 ? (double)late / 1e3 : 0);
+      /* In double: an alarm may be due at any int64 (even INT64_MIN, from
+       * the API or a data file), where now - at overflows. */
+      double late = (double)now - (double)e->at;
+      stead__hist_observe(&s->lateness, late > 0 ? late / 1e3 : 0);
     }
   next:;
   }

@@ -189,7 +189,21 @@ static int make_id(stead_bus *b, char *out) {
 
 static void run_job(void *job, void *arg);
 
+static int bus_new(const stead_bus_config *cfg, bool manual, stead_bus **out);
+
 int stead_bus_new(const stead_bus_config *cfg, stead_bus **out) {
+  return bus_new(cfg, false, out);
+}
+
+int stead__bus_new_manual(const stead_bus_config *cfg, stead_bus **out) {
+  return bus_new(cfg, true, out);
+}
+
+int stead__bus_run_one(stead_bus *b) {
+  return stead__pool_run_one(b->pool);
+}
+
+static int bus_new(const stead_bus_config *cfg, bool manual, stead_bus **out) {
   stead_bus_config def;
   if (!out)
     return stead__err(STEAD_EINVAL, "out is NULL");
@@ -222,7 +236,8 @@ int stead_bus_new(const stead_bus_config *cfg, stead_bus **out) {
   pthread_mutex_init(&b->off_mu, NULL);
   pthread_cond_init(&b->off_cv, NULL);
   stead__ulid_init(&b->ulid);
-  rc = stead__pool_new(b->cfg.workers, b->cfg.queue_capacity, run_job, b, &b->pool);
+  rc = stead__pool_new(manual ? 0 : b->cfg.workers, b->cfg.queue_capacity, run_job, b,
+                       &b->pool);
   if (rc) {
     b->pool = NULL;
     stead_bus_free(b);

@@ -139,4 +139,14 @@ void stead__pool_stats_get(stead__pool *p, stead__pool_stats *out);
 /* 1 if the calling thread is one of this pool's workers. */
 bool stead__pool_is_worker(stead__pool *p);
 
+/* Runs the oldest queued job on the calling thread: 1 if one ran, 0 if
+ * the queue was empty. For pools with no workers. */
+int stead__pool_run_one(stead__pool *p);
+
+/* A bus whose pool has no thread (deterministic simulation): emitted
+ * events wait until stead__bus_run_one runs them, one at a time, on the
+ * caller's thread; stead_bus_free runs what is left. */
+int stead__bus_new_manual(const stead_bus_config *cfg, stead_bus **out);
+int stead__bus_run_one(stead_bus *b);
+
 #endif

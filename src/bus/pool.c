@@ -8,6 +8,8 @@
  * guards the ring and the counters; condition variables are signalled only
  * when someone waits, so a busy pool does not pay for wakeups.
  * Threads: the workers, plus any thread calling submit/stats/free.
+ * A pool with no workers (the deterministic simulation) runs jobs only
+ * on the thread calling stead__pool_run_one, or free.
  */
 #include "bus/bus_internal.h"
 
@@ -110,6 +112,24 @@ int stead__pool_submit(stead__pool *p, void *job, bool wait) {
   return 0;
 }
 
+int stead__pool_run_one(stead__pool *p) {
+  pthread_mutex_lock(&p->mu);
+  if (p->count == 0) {
+    pthread_mutex_unlock(&p->mu);
+    return 0;
+  }
+  void *job = p->ring[p->head];
+  p->head = (p->head + 1) % p->cap;
+  p->count--;
+  p->running++;
+  pthread_mutex_unlock(&p->mu);
+  p->run(job, p->arg);
+  pthread_mutex_lock(&p->mu);
+  p->running--;
+  pthread_mutex_unlock(&p->mu);
+  return 1;
+}
+
 void stead__pool_free(stead__pool *p) {
   if (!p)
     return;
@@ -118,6 +138,9 @@ void stead__pool_free(stead__pool *p) {
   pthread_cond_broadcast(&p->not_empty);
   pthread_cond_broadcast(&p->not_full);
   pthread_mutex_unlock(&p->mu);
+  if (p->nworkers == 0) /* nobody else will drain it */
+    while (stead__pool_run_one(p))
+      ;
   for (int i = 0; i < p->nworkers; i++)
     pthread_join(p->threads[i], NULL);
   pthread_mutex_destroy(&p->mu);
@@ -132,7 +155,7 @@ void stead__pool_stats_get(stead__pool *p, stead__pool_stats *out) {
   pthread_mutex_lock(&p->mu);
   out->workers = (uint64_t)p->nworkers;
   out->running = p->running;
-  out->idle = (uint64_t)p->nworkers - p->running;
+  out->idle = (uint64_t)p->nworkers > p->running ? (uint64_t)p->nworkers - p->running : 0;
   out->submitted = p->submitted;
   out->waiting = p->count;
   out->rejected = p->rejected;

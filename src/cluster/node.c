@@ -110,6 +110,8 @@ struct stead__node {
   stead__backend *b;
   stead__nats *t;
   stead__nats_sub *anchor; /* keeps the transport's memory until the end */
+  stead__nats_sub *events; /* "<deployment>.events", when rt.event is set */
+  char events_subject[96];
   stead__members *m;
   int64_t ttl_ms, renew_ns, retry_ns;
   int64_t settle_until_ns; /* no acquire before: let the live set fill first */
@@ -139,6 +141,8 @@ struct stead__node {
   int has_rtr;
 
   atomic_uint_fast64_t corr;
+  atomic_int left;     /* stead__node_leave ran (or runs) */
+  uint32_t acq_cursor; /* manager: where the next acquire round starts */
   atomic_uint_fast64_t n_acquired, n_released, n_lost, n_acq_fail;
   atomic_uint_fast64_t n_malformed, n_expired, n_not_owner, n_calls, n_retries;
 };
@@ -551,7 +555,7 @@ static void renew(stead__node *n, uint32_t s) {
 }
 
 /* One shard's step; returns when it next needs attention. Under mu. */
-static int64_t manage_shard(stead__node *n, uint32_t s) {
+static int64_t manage_shard(stead__node *n, uint32_t s, int may_acquire) {
   shard_st *st = &n->sh[s];
   int64_t now = stead__mono_ns();
   if (st->state != SH_FREE && now >= st->valid_until_ns)
@@ -566,7 +570,7 @@ static int64_t manage_shard(stead__node *n, uint32_t s) {
   if (st->state != SH_FREE) {
     if (stead__mono_ns() >= st->renew_at_ns)
       renew(n, s);
-  } else if (n->want[s] && stead__mono_ns() >= st->retry_at_ns &&
+  } else if (may_acquire && n->want[s] && stead__mono_ns() >= st->retry_at_ns &&
              stead__mono_ns() >= n->settle_until_ns) {
     acquire(n, s);
   }
@@ -591,10 +595,27 @@ static void *manager_main(void *arg) {
     if (n->live_dirty || n->leaving)
       recompute_want(n);
     int64_t next = stead__mono_ns() + ms_to_ns(1000);
+    /* Renewals first: an acquire may wait on a lease row another node's
+     * transaction still locks (bounded by the lock timeout), and the
+     * leases held must not expire meanwhile. Then acquires, for at most
+     * half a renew interval per round, starting where the last round
+     * stopped so every wanted shard gets its turn. */
     for (uint32_t s = 0; s < n->nshards && !n->stop && !n->killed; s++) {
-      int64_t w = manage_shard(n, s);
+      int64_t w = manage_shard(n, s, 0);
       if (w < next)
         next = w;
+    }
+    int64_t budget_end = stead__mono_ns() + n->renew_ns / 2;
+    for (uint32_t k = 0; k < n->nshards && !n->stop && !n->killed; k++) {
+      if (stead__mono_ns() >= budget_end) {
+        next = stead__mono_ns(); /* go round again at once */
+        break;
+      }
+      uint32_t s = (n->acq_cursor + k) % n->nshards;
+      int64_t w = manage_shard(n, s, 1);
+      if (w < next)
+        next = w;
+      n->acq_cursor = (s + 1) % n->nshards;
     }
     pthread_cond_broadcast(&n->idle_cv);
     if (n->kicks != kicks || n->stop || n->killed)
@@ -841,6 +862,8 @@ int stead__node_call(stead__node *n, const stead__env *req, int64_t deadline_ms,
                      stead__node_call_fn cb, void *udata) {
   if (!n || !req || !cb)
     return stead__err(STEAD_EINVAL, "node, request and callback must not be NULL");
+  if (atomic_load(&n->left))
+    return stead__err(STEAD_ECLOSED, "node %s has left the deployment", n->node_id);
   int64_t now_ms = stead__wall_ms();
   if (deadline_ms <= now_ms)
     return stead__err(STEAD_EINVAL, "the deadline must be in the future");
@@ -868,7 +891,9 @@ int stead__node_call(stead__node *n, const stead__env *req, int64_t deadline_ms,
   e.status = 0;
   e.message = NULL;
   e.owned_ = NULL;
-  int rc = stead__env_encode(&e, n->max_payload, 0, &c->wire);
+  /* The runtime is the only caller, and it marks what it forwards (events,
+   * one-way sends) with reserved headers. */
+  int rc = stead__env_encode(&e, n->max_payload, STEAD__ENV_INTERNAL, &c->wire);
   if (rc == 0)
     rc = stead__nats_shard_subject(c->subject, sizeof c->subject, n->deployment,
                                    (uint32_t)s);
@@ -1046,6 +1071,58 @@ static stead__node *node_alloc(const stead__node_opts *o) {
   return n;
 }
 
+/* ---------------------------------------------------------------------
+ * Events: every node publishes its bus events on "<deployment>.events"
+ * and hears everyone's (its own are skipped by origin).
+ * ------------------------------------------------------------------- */
+
+#define ORIGIN_HEADER "x-stead-origin"
+#define EVENT_CLASS   "stead.event"
+
+static void on_event_msg(stead__nats_replier *r, const void *data, size_t len, void *u) {
+  stead__node *n = u;
+  if (r)
+    stead__nats_replier_drop(r); /* events are one-way */
+  stead__env env;
+  int rc = stead__env_decode(data, len, n->max_payload, 0, &env);
+  if (rc == 0 && (env.kind != STEAD__ENV_ONEWAY || strcmp(env.cls, EVENT_CLASS) != 0))
+    rc = STEAD_EPROTO;
+  if (rc != 0) {
+    cnt(&n->n_malformed);
+    stead__env_free(&env);
+    return;
+  }
+  const char *origin = stead__env_header_get(&env, ORIGIN_HEADER);
+  if (!origin || strcmp(origin, n->node_id) != 0)
+    n->rt.event(n->rt.udata, env.id, env.payload, env.payload_len);
+  stead__env_free(&env);
+}
+
+int stead__node_emit(stead__node *n, const char *topic, const void *payload, size_t len) {
+  if (!n || !topic)
+    return stead__err(STEAD_EINVAL, "node and topic must not be NULL");
+  if (atomic_load(&n->left))
+    return stead__err(STEAD_ECLOSED, "node %s has left the deployment", n->node_id);
+  stead__env_header h = {ORIGIN_HEADER, n->node_id};
+  stead__env e;
+  memset(&e, 0, sizeof e);
+  e.kind = STEAD__ENV_ONEWAY;
+  e.cls = EVENT_CLASS;
+  e.id = topic;
+  e.method = "emit";
+  e.headers = &h;
+  e.nheaders = 1;
+  e.created_ms = stead__wall_ms();
+  e.payload = payload;
+  e.payload_len = len;
+  stead__buf wire = {0};
+  int rc = stead__env_encode(&e, n->max_payload, STEAD__ENV_INTERNAL, &wire);
+  if (rc == 0)
+    rc = stead__nats_publish(n->t, n->events_subject, wire.data, wire.len);
+  stead__buf_free(&wire);
+  return rc;
+}
+
 static int start_transport(stead__node *n, const stead__node_opts *o) {
   stead__nats_opts no;
   stead__nats_opts_init(&no);
@@ -1057,7 +1134,11 @@ static int start_transport(stead__node *n, const stead__node_opts *o) {
     return rc;
   char subject[256];
   snprintf(subject, sizeof subject, "%s.node.%s", n->deployment, n->node_id);
-  return stead__nats_serve(n->t, subject, NULL, on_ping, n, &n->anchor);
+  rc = stead__nats_serve(n->t, subject, NULL, on_ping, n, &n->anchor);
+  snprintf(n->events_subject, sizeof n->events_subject, "%s.events", n->deployment);
+  if (rc == 0 && n->rt.event)
+    rc = stead__nats_serve(n->t, n->events_subject, NULL, on_event_msg, n, &n->events);
+  return rc;
 }
 
 static int start_threads(stead__node *n, const stead__node_opts *o) {
@@ -1132,8 +1213,8 @@ static int busy_locked(stead__node *n) {
   return 0;
 }
 
-void stead__node_close(stead__node *n) {
-  if (!n)
+void stead__node_leave(stead__node *n) {
+  if (!n || atomic_exchange(&n->left, 1))
     return;
   /* Leave first: peers stop routing here and start acquiring, and get the
    * leases as soon as the drains below release them. */
@@ -1164,8 +1245,20 @@ void stead__node_close(stead__node *n) {
     pthread_join(n->rtr, NULL);
   if (!n->killed)
     stead__nats_close(n->t); /* pending calls end with ECLOSED */
-  for (uint32_t s = 0; s < n->nshards; s++)
+  for (uint32_t s = 0; s < n->nshards; s++) {
     stead__nats_unserve(n->sh[s].sub);
+    n->sh[s].sub = NULL;
+  }
+  stead__nats_unserve(n->events);
+  n->events = NULL;
+}
+
+void stead__node_close(stead__node *n) {
+  if (!n)
+    return;
+  stead__node_leave(n);
+  /* Only now: a call racing with leave may still touch the (closed)
+   * transport, whose memory the anchor keeps. */
   if (n->anchor)
     stead__nats_unserve(n->anchor);
   node_free(n);

@@ -75,6 +75,11 @@ typedef struct stead__node_runtime {
    * (owns/owner_epoch say so already) and its lease is released right
    * after this returns. */
   void (*released)(void *u, uint32_t shard, uint64_t epoch);
+  /* Optional: a bus event another node published with stead__node_emit
+   * (events of this node are not echoed). Strings and payload are valid
+   * during the call. Runs on a NATS delivery thread, events in the order
+   * each publisher sent them. Without it the node does not listen. */
+  void (*event)(void *u, const char *topic, const void *payload, size_t len);
   void *udata;
 } stead__node_runtime;
 
@@ -125,6 +130,13 @@ int stead__node_open(const stead__node_opts *o, stead__node **out);
  * callback. NULL allowed. */
 void stead__node_close(stead__node *n);
 
+/* The first half of stead__node_close: leaves, drains, releases and stops
+ * everything, but keeps the memory, so threads that may still race with
+ * the leave (route, owns, owner_epoch: they answer "not owner"; call:
+ * ECLOSED) stay safe until stead__node_close frees it. Idempotent. Must
+ * not be called from a node callback. */
+void stead__node_leave(stead__node *n);
+
 /* 1 if this node owns `shard` and accepts new turns of it (lease held,
  * unexpired by the local bound, not draining); else 0. Thread-safe. */
 int stead__node_owns(stead__node *n, uint32_t shard);
@@ -165,7 +177,8 @@ typedef void (*stead__node_call_fn)(int status, const stead__env *reply, void *u
 
 /* Sends request `req` (kind, shard, corr, created and deadline are set by
  * the node; cls, id, method, headers and payload are used; all borrowed
- * for the call) to the owner of its shard, through NATS (also when the
+ * for the call; headers may use the reserved x-stead- prefix: the runtime
+ * is the caller) to the owner of its shard, through NATS (also when the
  * owner is this node). A "not owner" answer or no subscriber is retried
  * with backoff (10 ms doubling to 200 ms) until `deadline_ms` (absolute
  * wall ms). cb runs once on a node or NATS thread. Errors (cb not
@@ -181,27 +194,16 @@ int stead__node_call(stead__node *n, const stead__env *req, int64_t deadline_ms,
 int stead__node_respond(stead__node_replier *r, int status, const void *payload,
                         size_t len, const char *message);
 
-/* A status snapshot (GET /v1/cluster), one allocation owned by the caller,
- * freed with stead_free. */
-typedef struct stead__node_shard_info {
-  uint32_t shard;
-  uint64_t epoch;
-  int draining;
-  int64_t lease_left_ms; /* by the local bound */
-} stead__node_shard_info;
+/* Publishes a bus event to every other node of the deployment (their
+ * rt.event), fire and forget: at most once, like the bus itself. `topic`
+ * is a valid topic (<= 1024 bytes). Errors: EINVAL, ETOOBIG, ECLOSED, EIO.
+ * Thread-safe. */
+int stead__node_emit(stead__node *n, const char *topic, const void *payload, size_t len);
 
-typedef struct stead__node_status {
-  const char *node_id;
-  const char *deployment;
-  uint32_t nshards;
-  stead__node_shard_info *owned; /* ascending shard */
-  size_t nowned;
-  const char *const *members; /* sorted live set */
-  size_t nmembers;
-  /* Counters since open. */
-  uint64_t acquired, released, lost, acquire_failures;
-  uint64_t malformed, expired, not_owner, calls, call_retries;
-} stead__node_status;
+/* A status snapshot (GET /v1/cluster): the public stead_cluster_status,
+ * one allocation owned by the caller, freed with stead_free. */
+typedef stead_cluster_shard stead__node_shard_info;
+typedef stead_cluster_status stead__node_status;
 
 /* Errors: EINVAL, ENOMEM. Thread-safe. */
 int stead__node_status_get(stead__node *n, stead__node_status **out);

@@ -59,6 +59,21 @@ static int rt_fire(void *u, const char *cls, const char *id, const char *name, i
   return rc;
 }
 
+static uint32_t rt_shard_of(void *u, const char *cls, const char *id) {
+  return stead__cluster_shard(u, cls, id);
+}
+
+void stead__alarm_rt_own(stead_rt *rt, uint32_t shard, bool own) {
+  rtalarms *ra = get(rt);
+  if (!ra)
+    return;
+  int rc =
+      own ? stead__alarms_own(ra->sched, shard) : stead__alarms_disown(ra->sched, shard);
+  if (rc)
+    stead__log(rt, STEAD_LOG_ERROR, "alarms of shard %u: %s %s", shard,
+               own ? "cannot take them:" : "cannot drop them:", stead_errmsg());
+}
+
 int stead__alarm_rt_open(stead_rt *rt) {
   rtalarms *ra = calloc(1, sizeof *ra);
   if (!ra)
@@ -74,6 +89,11 @@ int stead__alarm_rt_open(stead_rt *rt) {
   o.manual = rt->cfg.alarm_manual;
   o.fire = rt_fire;
   o.fire_udata = rt;
+  if (rt->cluster) {
+    /* Only the owner of a shard fires its alarms (stead__alarm_rt_own). */
+    o.shard_of = rt_shard_of;
+    o.shard_udata = rt;
+  }
   int rc = stead__alarms_start(rt->backend, &o, &ra->sched);
   if (rc) {
     free(ra);
@@ -202,7 +222,11 @@ void stead__alarm_rt_failed(stead_rt *rt, const char *cls, const char *id,
     r->attempt = attempt;
   }
   int rc = STEAD_ENOMEM;
-  if (ra && r && ws && r->cls && r->id && r->name) {
+  /* In a cluster the retry is written under the shard's lease, like any
+   * commit of the object; a node that lost it leaves the alarm alone. */
+  if (ws && stead__cluster_tenure(rt, cls, id, &ws->shard, &ws->epoch) != 0)
+    rc = STEAD_ENOTOWNER;
+  else if (ra && r && ws && r->cls && r->id && r->name) {
     int64_t delay = stead__alarms_backoff(ra->sched, attempt);
     r->dead = delay < 0;
     rc = r->dead ? stead__wset_alarm_del(ws, name)
@@ -366,6 +390,16 @@ int stead_alarms_fire_due(stead_rt *rt) {
     total += n;
   }
   return total;
+}
+
+int stead__alarm_rt_run_due(stead_rt *rt) {
+  rtalarms *ra = get(rt);
+  if (!ra)
+    return 0;
+  int rc = stead__alarms_poke(ra->sched);
+  if (rc < 0)
+    return rc;
+  return stead__alarms_run_due(ra->sched);
 }
 
 /* ---- from outside a turn: a turn of the object ----------------------- */

@@ -22,7 +22,7 @@ stead__call *stead__call_new(stead_rt *rt, stead_call_cb cb, void *udata, int ti
   c->rt = rt;
   c->cb = cb;
   c->udata = udata;
-  c->start_ns = stead__mono_ns();
+  c->start_ns = stead__rt_mono_ns(rt);
   c->deadline_ns = c->start_ns + (int64_t)timeout_ms * 1000000;
   c->internal = internal;
   return c;
@@ -53,7 +53,7 @@ static void count_outcome(stead_rt *rt, stead__call *c, int status) {
   default:
     stead__counter_add(&m->calls_other, 1);
   }
-  stead__hist_observe_ns(&m->call_latency, stead__mono_ns() - c->start_ns);
+  stead__hist_observe_ns(&m->call_latency, stead__rt_mono_ns(rt) - c->start_ns);
 }
 
 int stead__call_complete(stead__call *c, int status, const void *data, size_t len,

@@ -201,6 +201,11 @@ struct stead__act {
   struct stead__tmr *timers; /* in-memory timers (timers.c) */
   /* Continuations and deferred replies outstanding: the object must stay. */
   atomic_int pins;
+  /* Cluster mode (cluster.c): the object's shard, the lease tenure it was
+   * activated under (0 before), and whether that tenure ended under it. */
+  uint32_t shard;
+  _Atomic uint64_t epoch;
+  atomic_bool fenced;
   size_t id_len;
   char id[]; /* NUL-terminated */
 };
@@ -212,6 +217,52 @@ typedef struct stead__stripe {
   size_t count;
   stead__act *lru_head, *lru_tail;
 } stead__stripe;
+
+/* ---- manual scheduling (deterministic simulation) -------------------- */
+
+/* A runtime opened with stead__open_manual starts no thread of its own:
+ * no workers, no timer thread, no committer thread, no alarm thread. Its
+ * driver (src/sim/) runs everything on one thread -- activations' slices
+ * (stead__rq_snapshot / stead__rq_take), commit batches
+ * (stead__committer_step), timers (stead__timerq_fire_due) and alarms
+ * (stead__alarm_rt_run_due) -- in an order it picks, by a clock it owns.
+ * Only the calls below behave differently; everything else runs the same
+ * code as a threaded runtime. */
+typedef struct stead__manual {
+  /* The monotonic clock for deadlines and timers, ns. Required. */
+  int64_t (*mono_ns)(void *u);
+  /* Runs the runtime until nothing is in flight: what a worker pool does
+   * while stead_close or stead_run_until_idle waits. Required. */
+  void (*drain)(void *u);
+  void *u;
+  /* The storage backend to use instead of opening cfg->storage (NULL:
+   * open the spec). stead__open_manual takes it over, also when it
+   * fails; stead_close closes it. */
+  stead__backend *backend;
+} stead__manual;
+
+/* stead_open in manual mode: `man` is copied; cfg->alarm_manual is
+ * forced on. Errors as stead_open. */
+int stead__open_manual(const stead_config *cfg, const stead__manual *man, stead_rt **out);
+/* The runtime's monotonic clock: the driver's in manual mode. */
+int64_t stead__rt_mono_ns(stead_rt *rt);
+/* Manual mode: the runnable activations (run queue), at most max of them,
+ * into out; returns how many there are in all. */
+size_t stead__rq_snapshot(stead_rt *rt, stead__act **out, size_t max);
+/* Manual mode: removes a from the run queue (it must be there) so the
+ * caller may run stead__run_slice(rt, a). */
+void stead__rq_take(stead_rt *rt, stead__act *a);
+/* Timer heap in manual mode: runs every timer due at now_ns; returns how
+ * many ran. */
+int stead__timerq_fire_due(stead__timerq *q, int64_t now_ns);
+/* The earliest armed timer's deadline; false if none is armed. */
+bool stead__timerq_next(stead__timerq *q, int64_t *when_ns);
+/* Alarms in manual mode: pages in and fires what is due by the runtime's
+ * clock, without waiting for the turns. Returns how many fired. */
+int stead__alarm_rt_run_due(stead_rt *rt);
+/* The runtime's bus in manual mode: runs its oldest queued event (its
+ * listeners queue object deliveries); 1 if one ran, 0 if none waited. */
+int stead__bus_rt_run_one(stead_rt *rt);
 
 /* ---- the runtime ---------------------------------------------------- */
 
@@ -253,6 +304,9 @@ struct stead_rt {
   stead__timerq timers;
   stead__timer sweep_timer;
 
+  /* Manual scheduling (NULL: threads). Set before anything starts. */
+  stead__manual *manual;
+
   /* messages queued or running, turns committing: 0 means idle */
   atomic_long inflight;
   pthread_mutex_t idle_mu;
@@ -266,6 +320,9 @@ struct stead_rt {
 
   /* per-module state (seam.h) */
   void *slots[STEAD__SLOTS];
+
+  /* cluster mode (cluster.c); NULL on a single node */
+  struct stead__cluster *cluster;
 
   /* storage */
   stead__backend *backend;
@@ -295,6 +352,10 @@ const stead_method *stead__method_find(const stead__class_rec *c, const char *na
  * dropped. Takes ownership of m on success only. */
 int stead__enqueue(stead_rt *rt, const stead__class_rec *c, const char *id, size_t id_len,
                    stead__msg *m, bool bypass_limit);
+/* stead__enqueue without cluster routing: to this node's activation of
+ * (class, id), whose shard (cluster mode; else 0) is `shard`. */
+int stead__enqueue_local(stead_rt *rt, const stead__class_rec *c, const char *id,
+                         size_t id_len, stead__msg *m, bool bypass_limit, uint32_t shard);
 /* Appends m to a's mailbox, counts it in flight and schedules a if idle.
  * The stripe lock must be held. */
 void stead__mailbox_push(stead_rt *rt, stead__act *a, stead__msg *m);
@@ -368,6 +429,54 @@ void stead__conn_rt_close(stead_rt *rt);
  * stops the delivery thread, drops the runtime's hold on the module. */
 void stead__conn_rt_free(stead_rt *rt);
 int stead__conn_rt_metrics(stead_rt *rt, stead__buf *b);
+
+/* Alarm ownership in cluster mode: only owned shards' alarms fire. */
+void stead__alarm_rt_own(stead_rt *rt, uint32_t shard, bool own);
+
+/* Cluster mode (cluster.c). Every function is a no-op returning 0 on a
+ * single node (rt->cluster NULL). */
+typedef struct stead__cluster stead__cluster;
+/* The storage spec to open (malloc'd; NULL if out of memory): cfg's, and
+ * in cluster mode on PostgreSQL with lock and idle-transaction timeouts
+ * derived from the lease ttl unless the spec sets them, so a node stalled
+ * mid-commit cannot hold the lease rows of other nodes past a tenure. */
+char *stead__cluster_storage_spec(const stead_config *cfg);
+/* Before the alarm scheduler: validates the cluster config, prepares the
+ * shard function and the keeper thread. Errors: EINVAL, ENOMEM, EIO. */
+int stead__cluster_init(stead_rt *rt);
+/* After the workers and alarms: joins the deployment (stead__node_open's
+ * errors). */
+int stead__cluster_join(stead_rt *rt);
+/* Drains and releases every owned shard; afterwards nothing routes. */
+void stead__cluster_leave(stead_rt *rt);
+void stead__cluster_free(stead__cluster *cl);
+/* The shard of (cls, id). */
+uint32_t stead__cluster_shard(stead_rt *rt, const char *cls, const char *id);
+/* The fencing token for a write of (cls, id) outside a turn: 0 with the
+ * shard and its held tenure (both 0 on a single node), or ENOTOWNER. */
+int stead__cluster_tenure(stead_rt *rt, const char *cls, const char *id, uint32_t *shard,
+                          uint64_t *epoch);
+/* 1 if this node runs (cls, id): always on a single node; in a cluster,
+ * when it owns the object's shard. */
+int stead__cluster_owns(stead_rt *rt, const char *cls, const char *id);
+/* Publishes a bus event emitted here to the other nodes (at most once;
+ * a failure is counted and logged). */
+void stead__cluster_emit(stead_rt *rt, const char *topic, const void *payload,
+                         size_t len);
+/* stead__enqueue in cluster mode: local, forwarded, or refused. */
+int stead__cluster_enqueue(stead_rt *rt, const stead__class_rec *c, const char *id,
+                           size_t id_len, stead__msg *m, bool bypass_limit);
+/* Worker, before activating a: ENOTOWNER unless the shard is owned; sets
+ * a->epoch to the tenure. */
+int stead__cluster_activate(stead_rt *rt, stead__act *a);
+/* Worker, at the end of a successful turn of a: ENOTOWNER if a's tenure
+ * is no longer the held lease (then a is asked to deactivate). */
+int stead__cluster_fence(stead_rt *rt, stead__act *a);
+/* A commit of a was refused for its tenure: count it, deactivate a. */
+void stead__cluster_note_fenced(stead_rt *rt, stead__act *a);
+int stead__cluster_metrics(stead_rt *rt, stead__buf *b);
+/* The runtime's cluster node, or NULL (tests pause and kill it). */
+struct stead__node *stead__cluster_node(stead_rt *rt);
 
 /* Timers (timers.c). */
 stead__act *stead__ctx_act(stead_ctx *ctx);

@@ -37,6 +37,7 @@
  * that find no bus and are dropped (counted).
  */
 #include "core/events.h"
+#include "bus/bus_internal.h"
 #include "core/core.h"
 
 #include <errno.h>
@@ -159,6 +160,10 @@ static void warn_drop(rtbus *rb, const sub *s, const char *topic, const char *wh
 static int on_bus_event(stead_event *ev, void *udata) {
   sub *s = udata;
   rtbus *rb = s->rb;
+  /* In a cluster every node hears every event; the owner of the
+   * subscribed object delivers it, the others let it pass. */
+  if (!stead__cluster_owns(rb->rt, s->cls, s->id))
+    return 0;
   size_t len;
   const void *p = stead_event_payload(ev, &len);
   const char *topic = stead_event_topic(ev);
@@ -298,7 +303,9 @@ int stead__bus_rt_open(stead_rt *rt) {
   stead_bus_config_init(&bc);
   bc.workers = 1; /* events run in acceptance order (see the top) */
   bc.queue_capacity = RT_BUS_QUEUE;
-  int rc = stead_bus_new(&bc, &rb->bus);
+  /* Manual mode: the simulation runs the bus's events itself. */
+  int rc =
+      rt->manual ? stead__bus_new_manual(&bc, &rb->bus) : stead_bus_new(&bc, &rb->bus);
   if (rc) {
     pthread_mutex_destroy(&rb->mu);
     free(rb);
@@ -319,6 +326,11 @@ int stead__bus_rt_open(stead_rt *rt) {
                r.failed);
   *stead__rt_slot(rt, STEAD__SLOT_BUS) = rb;
   return 0;
+}
+
+int stead__bus_rt_run_one(stead_rt *rt) {
+  rtbus *rb = get(rt);
+  return rb ? stead__bus_run_one(rb->bus) : 0;
 }
 
 void stead__bus_rt_close(stead_rt *rt) {
@@ -358,6 +370,7 @@ static void tx_release(void *arg) {
   }
   if (rc == 0) {
     atomic_fetch_add(&rb->tx_released, 1);
+    stead__cluster_emit(e->rt, e->topic, e->len ? e->data : NULL, e->len);
   } else {
     atomic_fetch_add(&rb->tx_lost, 1);
     stead__log(e->rt, STEAD_LOG_ERROR, "committed event %s not published: %s", e->topic,
@@ -416,7 +429,91 @@ int stead_emit_rt(stead_rt *rt, const char *topic, const void *payload, size_t l
                       rt ? "runtime is closing" : "runtime is NULL");
   if (!topic)
     return stead__err(STEAD_EINVAL, "topic is NULL");
+  int rc = stead_bus_emit(rb->bus, topic, payload, len, NULL, 0, NULL, NULL);
+  if (rc == 0)
+    stead__cluster_emit(rt, topic, payload, len);
+  return rc;
+}
+
+int stead__bus_rt_remote(stead_rt *rt, const char *topic, const void *payload,
+                         size_t len) {
+  rtbus *rb = get(rt);
+  if (!rb)
+    return stead__err(STEAD_ECLOSED, "runtime is closing");
   return stead_bus_emit(rb->bus, topic, payload, len, NULL, 0, NULL, NULL);
+}
+
+/* ---- cluster: subscriptions of newly owned shards ----------------------- */
+
+typedef struct refresh {
+  rtbus *rb;
+  const unsigned char *bits; /* shards to refresh */
+  stead__omap seen;          /* registry keys found in storage */
+  stead__buf key, pat;
+  size_t added;
+} refresh;
+
+static bool bit_set(const unsigned char *bits, uint32_t shard) {
+  return bits[shard / 8] & (1u << (shard % 8));
+}
+
+static int refresh_cb(void *u, const char *cls, const char *id, const void *key,
+                      size_t klen, const void *val, size_t vlen) {
+  (void)val;
+  (void)vlen;
+  refresh *r = u;
+  if (!bit_set(r->bits, stead__cluster_shard(r->rb->rt, cls, id)))
+    return 0;
+  r->pat.len = 0;
+  if (stead__buf_append(&r->pat, key, klen) || stead__buf_append(&r->pat, "", 1) ||
+      regkey(&r->key, cls, id, (const char *)r->pat.data) ||
+      stead__omap_put(&r->seen, r->key.data, r->key.len, "", 0, 0))
+    return STEAD_ENOMEM;
+  if (sub_add(r->rb, cls, id, (const char *)r->pat.data) == 0)
+    r->added++;
+  return 0;
+}
+
+int stead__bus_rt_refresh(stead_rt *rt, const unsigned char *bits) {
+  rtbus *rb = get(rt);
+  if (!rb)
+    return 0;
+  refresh r = {.rb = rb, .bits = bits};
+  stead__omap_init(&r.seen);
+  stead__backend *b = stead__rt_backend(rt);
+  int rc = b->vt->scan_ns(b, STEAD__NS_SUB, refresh_cb, &r);
+  /* Registered here but gone from storage (unsubscribed while another
+   * node owned the object): unregister, but only after a complete scan. */
+  stead__buf gone = {0};
+  if (rc == 0) {
+    pthread_mutex_lock(&rb->mu);
+    for (stead__onode *n = stead__omap_seek(&rb->subs, NULL, 0, STEAD__SEEK_GE); n;
+         n = stead__omap_seek(&rb->subs, n->key, n->klen, STEAD__SEEK_GT)) {
+      sub *sp;
+      memcpy(&sp, n->val, sizeof sp);
+      if (!bit_set(bits, stead__cluster_shard(rt, sp->cls, sp->id)) ||
+          stead__omap_get(&r.seen, n->key, n->klen))
+        continue;
+      if (stead__buf_append(&gone, n->key, n->klen) || stead__buf_append(&gone, "", 1)) {
+        rc = stead__err(STEAD_ENOMEM, "out of memory");
+        break;
+      }
+    }
+    pthread_mutex_unlock(&rb->mu);
+  }
+  /* gone holds "cls\0id\0pattern\0" records. */
+  for (size_t off = 0; rc == 0 && off < gone.len;) {
+    const char *cls = (const char *)gone.data + off;
+    const char *id = cls + strlen(cls) + 1;
+    const char *pattern = id + strlen(id) + 1;
+    sub_remove(rb, cls, id, pattern);
+    off = (size_t)(pattern - (const char *)gone.data) + strlen(pattern) + 1;
+  }
+  stead__buf_free(&gone);
+  stead__buf_free(&r.key);
+  stead__buf_free(&r.pat);
+  stead__omap_clear(&r.seen);
+  return rc;
 }
 
 /* ---- subscriptions ----------------------------------------------------- */

@@ -73,7 +73,8 @@ void stead__sweep_tick(void *arg) {
   stead__sweep_at(rt, stead__rt_now_ms(rt));
   if (rt->cfg.max_activations)
     stead__evict_if_needed(rt);
-  stead__timer_arm(&rt->timers, &rt->sweep_timer, stead__mono_ns() + SWEEP_INTERVAL_NS);
+  stead__timer_arm(&rt->timers, &rt->sweep_timer,
+                   stead__rt_mono_ns(rt) + SWEEP_INTERVAL_NS);
 }
 
 int stead_sweep(stead_rt *rt, int64_t now_ms) {

@@ -74,6 +74,7 @@ int stead_metrics_text(stead_rt *rt, char **out, size_t *out_len) {
                 &m->commit_failures);
   rc |= stead__store_metrics(rt, &b);
   rc |= stead__bus_rt_metrics(rt, &b);
+  rc |= stead__cluster_metrics(rt, &b);
   rc |= stead__alarm_rt_metrics(rt, &b);
   rc |= stead__timers_rt_metrics(rt, &b);
   rc |= stead__conn_rt_metrics(rt, &b);

@@ -7,6 +7,11 @@
  * of its activations (see core.h). Workers take runnable activations from
  * one FIFO run queue and run a bounded slice of turns of each, so a busy
  * object yields to others.
+ *
+ * Manual mode (stead__open_manual, for the deterministic simulation in
+ * src/sim/) starts no worker: the driver takes activations from the run
+ * queue itself, in the order it chooses, and waiting for idleness means
+ * asking the driver to run until idle.
  */
 #include "core/core.h"
 
@@ -54,6 +59,10 @@ int64_t stead__rt_now_ms(stead_rt *rt) {
   return rt->cfg.clock ? rt->cfg.clock(rt->cfg.clock_udata) : stead__wall_ms();
 }
 
+int64_t stead__rt_mono_ns(stead_rt *rt) {
+  return rt->manual ? rt->manual->mono_ns(rt->manual->u) : stead__mono_ns();
+}
+
 int64_t stead__rt_coarse_ms(stead_rt *rt) {
   return rt->cfg.clock ? rt->cfg.clock(rt->cfg.clock_udata) : stead__coarse_wall_ms();
 }
@@ -84,6 +93,10 @@ void stead__inflight_done(stead_rt *rt) {
 }
 
 static void wait_idle(stead_rt *rt) {
+  if (rt->manual) {
+    rt->manual->drain(rt->manual->u);
+    return;
+  }
   pthread_mutex_lock(&rt->idle_mu);
   while (atomic_load_explicit(&rt->inflight, memory_order_acquire) > 0)
     pthread_cond_wait(&rt->idle_cv, &rt->idle_mu);
@@ -318,6 +331,34 @@ static stead__act *rq_pop(stead_rt *rt) {
   return a;
 }
 
+size_t stead__rq_snapshot(stead_rt *rt, stead__act **out, size_t max) {
+  size_t n = 0;
+  pthread_mutex_lock(&rt->rq_mu);
+  for (stead__act *a = rt->rq_head; a; a = a->rq_next, n++)
+    if (n < max)
+      out[n] = a;
+  pthread_mutex_unlock(&rt->rq_mu);
+  return n;
+}
+
+void stead__rq_take(stead_rt *rt, stead__act *a) {
+  pthread_mutex_lock(&rt->rq_mu);
+  stead__act *prev = NULL;
+  for (stead__act *x = rt->rq_head; x; prev = x, x = x->rq_next) {
+    if (x != a)
+      continue;
+    if (prev)
+      prev->rq_next = a->rq_next;
+    else
+      rt->rq_head = a->rq_next;
+    if (rt->rq_tail == a)
+      rt->rq_tail = prev;
+    a->rq_next = NULL;
+    break;
+  }
+  pthread_mutex_unlock(&rt->rq_mu);
+}
+
 static void *worker_main(void *p) {
   stead_rt *rt = p;
   stead__set_current_rt(rt);
@@ -346,6 +387,14 @@ void stead__mailbox_push(stead_rt *rt, stead__act *a, stead__msg *m) {
 
 int stead__enqueue(stead_rt *rt, const stead__class_rec *c, const char *id, size_t id_len,
                    stead__msg *m, bool bypass_limit) {
+  if (rt->cluster)
+    return stead__cluster_enqueue(rt, c, id, id_len, m, bypass_limit);
+  return stead__enqueue_local(rt, c, id, id_len, m, bypass_limit, 0);
+}
+
+int stead__enqueue_local(stead_rt *rt, const stead__class_rec *c, const char *id,
+                         size_t id_len, stead__msg *m, bool bypass_limit,
+                         uint32_t shard) {
   uint64_t h = key_hash(c, id, id_len);
   unsigned si = (unsigned)(h >> 56) % STEAD__STRIPES;
   stead__stripe *s = &rt->stripes[si];
@@ -358,6 +407,7 @@ int stead__enqueue(stead_rt *rt, const stead__class_rec *c, const char *id, size
       pthread_mutex_unlock(&s->mu);
       return stead__err(STEAD_ENOMEM, "out of memory creating an activation");
     }
+    a->shard = shard;
     a->hnext = s->buckets[h % s->nbuckets];
     s->buckets[h % s->nbuckets] = a;
     lru_append(s, a);
@@ -432,6 +482,7 @@ static void rt_free(stead_rt *rt) {
   stead__timers_rt_free(rt);
   free(rt->workers);
   free(rt->storage_spec);
+  free(rt->manual);
   pthread_mutex_destroy(&rt->classes_mu);
   pthread_mutex_destroy(&rt->rq_mu);
   pthread_cond_destroy(&rt->rq_cv);
@@ -450,7 +501,10 @@ static void stop_workers(stead_rt *rt) {
   rt->nworkers = 0;
 }
 
-int stead_open(const stead_config *cfg_in, stead_rt **out) {
+/* *consumed is set once the storage layer has taken man->backend (it
+ * closes it itself on a later failure). */
+static int open_rt(const stead_config *cfg_in, const stead__manual *man, stead_rt **out,
+                   bool *consumed) {
   if (!out)
     return stead__err(STEAD_EINVAL, "out is NULL");
   *out = NULL;
@@ -464,8 +518,18 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
   if (!rt)
     return stead__err(STEAD_ENOMEM, "out of memory");
   rt->cfg = *cfg;
-  rt->storage_spec = stead__strdup(cfg->storage ? cfg->storage : "memory");
+  rt->storage_spec = stead__cluster_storage_spec(cfg);
   rt->cfg.storage = rt->storage_spec;
+  if (man) {
+    if (!(rt->manual = malloc(sizeof *rt->manual))) {
+      free(rt->storage_spec);
+      free(rt);
+      return stead__err(STEAD_ENOMEM, "out of memory");
+    }
+    *rt->manual = *man;
+    rt->cfg.alarm_manual = 1;
+    rt->cfg.workers = 1; /* none is started; keeps the allocation below */
+  }
   if (rt->cfg.workers == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     rt->cfg.workers = n > 0 ? (int)n : 1;
@@ -490,6 +554,7 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
     rt_free(rt);
     return stead__err(STEAD_ENOMEM, "out of memory");
   }
+  *consumed = true;
   if ((rc = stead__store_open(rt)) != 0) {
     rt_free(rt);
     return rc;
@@ -499,18 +564,20 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
     rt_free(rt);
     return rc;
   }
-  if ((rc = stead__conn_rt_open(rt)) != 0 ||
+  if ((rc = stead__conn_rt_open(rt)) != 0 || (rc = stead__cluster_init(rt)) != 0 ||
       (rc = stead__timerq_init(&rt->timers, rt)) != 0) {
+    stead__cluster_free(rt->cluster);
     stead__conn_rt_free(rt);
     stead__bus_rt_close(rt);
     stead__store_close(rt);
     rt_free(rt);
     return rc;
   }
-  for (int i = 0; i < rt->cfg.workers; i++) {
+  for (int i = 0; i < rt->cfg.workers && !rt->manual; i++) {
     if (pthread_create(&rt->workers[i], NULL, worker_main, rt) != 0) {
       stop_workers(rt);
       stead__timerq_stop(&rt->timers);
+      stead__cluster_free(rt->cluster);
       stead__conn_rt_free(rt);
       stead__bus_rt_close(rt);
       stead__store_close(rt);
@@ -522,7 +589,19 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
   if ((rc = stead__alarm_rt_open(rt)) != 0) {
     stop_workers(rt);
     stead__timerq_stop(&rt->timers);
+    stead__cluster_free(rt->cluster);
     stead__conn_rt_free(rt);
+    stead__bus_rt_close(rt);
+    stead__store_close(rt);
+    rt_free(rt);
+    return rc;
+  }
+  if ((rc = stead__cluster_join(rt)) != 0) {
+    stead__alarm_rt_stop(rt);
+    wait_idle(rt);
+    stop_workers(rt);
+    stead__timerq_stop(&rt->timers);
+    stead__cluster_free(rt->cluster);
     stead__bus_rt_close(rt);
     stead__store_close(rt);
     rt_free(rt);
@@ -530,9 +609,25 @@ int stead_open(const stead_config *cfg_in, stead_rt **out) {
   }
   rt->sweep_timer.fn = stead__sweep_tick;
   rt->sweep_timer.arg = rt;
-  stead__timer_arm(&rt->timers, &rt->sweep_timer, stead__mono_ns() + 100000000);
+  stead__timer_arm(&rt->timers, &rt->sweep_timer, stead__rt_mono_ns(rt) + 100000000);
   *out = rt;
   return 0;
+}
+
+int stead_open(const stead_config *cfg, stead_rt **out) {
+  bool consumed = false;
+  return open_rt(cfg, NULL, out, &consumed);
+}
+
+int stead__open_manual(const stead_config *cfg, const stead__manual *man,
+                       stead_rt **out) {
+  if (!man || !man->mono_ns || !man->drain)
+    return stead__err(STEAD_EINVAL, "manual mode needs a clock and a drain");
+  bool consumed = false;
+  int rc = open_rt(cfg, man, out, &consumed);
+  if (rc && !consumed && man->backend)
+    stead__backend_close(man->backend);
+  return rc;
 }
 
 /* Fails every open deferred reply with ECLOSED (close only, after a
@@ -569,6 +664,9 @@ int stead_close(stead_rt *rt) {
   /* Wait for API calls that passed the closing check to finish enqueuing. */
   while (atomic_load(&rt->api_refs) > 0)
     sched_yield();
+  /* A cluster node hands its shards over first, while everything still
+   * runs: their turns finish, commits flush, leases are released. */
+  stead__cluster_leave(rt);
   stead__timer_cancel(&rt->timers, &rt->sweep_timer);
   /* No alarm fires once closing: pending ones fire after the next open. */
   stead__alarm_rt_stop(rt);
@@ -591,6 +689,8 @@ int stead_close(stead_rt *rt) {
   wait_idle(rt);
   stop_workers(rt);
   stead__timerq_stop(&rt->timers);
+  stead__cluster_free(rt->cluster);
+  rt->cluster = NULL;
   stead__conn_rt_free(rt);
   stead__store_close(rt);
   stead__es_rt_close(rt);

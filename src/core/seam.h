@@ -90,6 +90,14 @@ int stead__deliver_event(stead_rt *rt, const char *cls, const char *id, const ch
 int stead__bus_rt_open(stead_rt *rt);
 void stead__bus_rt_close(stead_rt *rt); /* after the last turn drained */
 int stead__bus_rt_metrics(stead_rt *rt, struct stead__buf *b);
+/* Cluster: an event another node published; emitted on this node's bus
+ * only (not published again). Errors: the bus's (EOVERLOAD), ECLOSED. */
+int stead__bus_rt_remote(stead_rt *rt, const char *topic, const void *payload,
+                         size_t len);
+/* Cluster: re-reads the stored subscriptions of the objects in the shards
+ * whose bit is set in `bits` (this node now owns them), registering new
+ * ones and dropping those no longer stored. Errors: ESTORAGE, ENOMEM. */
+int stead__bus_rt_refresh(stead_rt *rt, const unsigned char *bits);
 /* Event-sourced objects (src/loop/es_object.c): frees what
  * stead_register_program allocated. Called by stead_close once no turn
  * can run any more. */

@@ -59,13 +59,19 @@ stead__backend *stead__rt_backend(stead_rt *rt) {
 }
 
 int stead__store_open(stead_rt *rt) {
-  char *spec = spec_with_durability(&rt->cfg);
-  if (!spec)
-    return stead__err(STEAD_ENOMEM, "out of memory");
-  int rc = open_backend(rt, spec);
-  free(spec);
-  if (rc)
-    return rc;
+  int rc;
+  if (rt->manual && rt->manual->backend) {
+    rt->backend = rt->manual->backend; /* a simulation's own backend */
+    rt->manual->backend = NULL;
+  } else {
+    char *spec = spec_with_durability(&rt->cfg);
+    if (!spec)
+      return stead__err(STEAD_ENOMEM, "out of memory");
+    rc = open_backend(rt, spec);
+    free(spec);
+    if (rc)
+      return rc;
+  }
   if (rt->cfg.telemetry) {
     stead__telemetry t = {tel_adapt, rt};
     stead__backend *wrapped;
@@ -77,7 +83,7 @@ int stead__store_open(stead_rt *rt) {
     rt->backend = wrapped;
   }
   stead__committer_opts co = {(size_t)rt->cfg.commit_max_batch,
-                              rt->cfg.commit_max_delay_us};
+                              rt->cfg.commit_max_delay_us, rt->manual != NULL};
   if ((rc = stead__committer_start(rt->backend, &co, &rt->committer)) != 0) {
     rt->backend->vt->close(rt->backend);
     rt->backend = NULL;

@@ -6,6 +6,9 @@
  * so arming allocates nothing but heap slots, and no timer ever costs a
  * thread. Callbacks run on the timer thread without the lock held; they
  * must be short (complete a call, enqueue a message).
+ *
+ * In manual mode (a simulation drives the runtime) there is no thread:
+ * the driver runs due timers with stead__timerq_fire_due by its clock.
  */
 #include "core/core.h"
 
@@ -138,6 +141,30 @@ static void *timer_main(void *p) {
   return NULL;
 }
 
+int stead__timerq_fire_due(stead__timerq *q, int64_t now_ns) {
+  int n = 0;
+  pthread_mutex_lock(&q->mu);
+  while (q->len > 0 && q->heap[0]->when_ns <= now_ns) {
+    stead__timer *t = q->heap[0];
+    heap_remove(q, t);
+    pthread_mutex_unlock(&q->mu);
+    t->fn(t->arg);
+    n++;
+    pthread_mutex_lock(&q->mu);
+  }
+  pthread_mutex_unlock(&q->mu);
+  return n;
+}
+
+bool stead__timerq_next(stead__timerq *q, int64_t *when_ns) {
+  pthread_mutex_lock(&q->mu);
+  bool any = q->len > 0;
+  if (any)
+    *when_ns = q->heap[0]->when_ns;
+  pthread_mutex_unlock(&q->mu);
+  return any;
+}
+
 int stead__timerq_init(stead__timerq *q, stead_rt *rt) {
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
@@ -145,6 +172,8 @@ int stead__timerq_init(stead__timerq *q, stead_rt *rt) {
   pthread_mutex_init(&q->mu, NULL);
   pthread_cond_init(&q->cv, &ca);
   pthread_condattr_destroy(&ca);
+  if (rt->manual)
+    return 0;
   timer_arg *a = malloc(sizeof *a);
   if (!a)
     return STEAD_ENOMEM;

@@ -124,7 +124,8 @@ static void tmr_arm(stead__tmr *r, int64_t delay_ms) {
   }
   r->t.fn = tmr_fire;
   r->t.arg = r;
-  if (stead__timer_arm(&rt->timers, &r->t, stead__mono_ns() + delay_ms * 1000000) != 0)
+  if (stead__timer_arm(&rt->timers, &r->t, stead__rt_mono_ns(rt) + delay_ms * 1000000) !=
+      0)
     tmr_unref(r);
 }
 

@@ -662,6 +662,8 @@ static void gate_done(void *udata, stead__wset *ws, int rc) {
     if (rc != STEAD_ECANCELED)
       stead__objstore_on_failed(a->store, ws);
     atomic_store(&a->state_stale, true);
+    if (rc == STEAD_ENOTOWNER)
+      stead__cluster_note_fenced(g->rt, a);
   }
   g->rc = rc;
   /* A fired alarm is done once its commit was notified; a failed commit
@@ -681,12 +683,21 @@ void stead__release_gated(stead__gated *g) {
       stead__call_complete(g->call, 0, g->reply.data, g->reply.len, NULL);
     batch_settle(rt, g->batch, 0, NULL);
   } else {
+    /* A fenced commit (the lease moved: nothing was written) is worth
+     * retrying elsewhere; a commit whose outcome the database never
+     * confirmed may have landed, and the caller must be told so; other
+     * failures are storage failures (nothing was written). */
+    int code = STEAD_ESTORAGE;
+    if (g->rc == STEAD_ENOTOWNER || atomic_load(&a->fenced))
+      code = STEAD_ENOTOWNER;
+    else if (g->rc == STEAD_EUNKNOWN)
+      code = STEAD_EUNKNOWN;
     drop_list(g->outbox);
     if (g->deferred)
-      deferred_finish(rt, a, g->deferred, STEAD_ESTORAGE, g->why, 0);
+      deferred_finish(rt, a, g->deferred, code, g->why, 0);
     if (g->call)
-      stead__call_complete(g->call, STEAD_ESTORAGE, NULL, 0, g->why);
-    batch_settle(rt, g->batch, STEAD_ESTORAGE, g->why);
+      stead__call_complete(g->call, code, NULL, 0, g->why);
+    batch_settle(rt, g->batch, code, g->why);
     stead__counter_add(&rt->m.commit_failures, 1);
     stead__log(rt, STEAD_LOG_WARN, "turn of %s/%s failed: %s", a->crec->cls->name, a->id,
                g->why);
@@ -712,6 +723,11 @@ static int gate(stead_ctx *ctx, stead__msg *m, stead__wset *ws) {
     free(g);
     stead__wset_unref(ws);
     return stead__err(STEAD_ENOMEM, "out of memory");
+  }
+  if (ctx->rt->cluster) {
+    /* The database commits the set only while this tenure lasts. */
+    ws->shard = a->shard;
+    ws->epoch = atomic_load(&a->epoch);
   }
   g->rt = ctx->rt;
   g->act = a;
@@ -798,6 +814,9 @@ static int run_body(stead_rt *rt, stead__act *a, stead__msg *m, turn_body body, 
   if (hrc != 0 || ctx.failed) {
     code = ctx.fail_code ? ctx.fail_code : STEAD_EHANDLER;
     snprintf(why, why_len, "%s", ctx.failed ? ctx.errmsg : "handler returned an error");
+  } else if (rt->cluster && (rc = stead__cluster_fence(rt, a)) != 0) {
+    code = rc;
+    snprintf(why, why_len, "%s", stead_errmsg());
   } else if ((rc = stead__store_state_end(rt, a, true)) != 0) {
     code = rc;
     snprintf(why, why_len, "saving the state struct: %s", stead_errmsg());
@@ -891,7 +910,13 @@ static int body_deactivate(stead_ctx *ctx, stead__msg *m) {
 static int activate(stead_rt *rt, stead__act *a, stead__msg *m) {
   const stead_class *cls = a->crec->cls;
   char why[1200];
-  int rc = stead__store_activate(rt, a);
+  int rc = stead__cluster_activate(rt, a);
+  if (rc) {
+    snprintf(why, sizeof why, "%s", stead_errmsg());
+    answer(m, rc, NULL, 0, why);
+    return rc;
+  }
+  rc = stead__store_activate(rt, a);
   if (rc) {
     snprintf(why, sizeof why, "cannot activate %s/%s: %s", cls->name, a->id,
              stead_errmsg());
@@ -1009,7 +1034,12 @@ static bool run_system(stead_rt *rt, stead__act *a, stead__msg *m) {
   if (atomic_load(&a->activated))
     deactivate(rt, a);
   pthread_mutex_lock(&s->mu);
-  bool freed = stead__table_remove_if_empty(rt, a);
+  /* deactivate() released the object's last committed turns, and a call
+   * among their outputs pins the object for its continuation: then the
+   * record stays (inactive) and the continuation reactivates it. Freeing
+   * it here left the continuation pointing at freed memory (found by the
+   * deterministic simulation, seed 7). */
+  bool freed = atomic_load(&a->pins) == 0 && stead__table_remove_if_empty(rt, a);
   pthread_mutex_unlock(&s->mu);
   waiter_signal(m->waiter, 0);
   return freed;

@@ -50,7 +50,8 @@ const char *stead__cli_usage(void) {
          "  -h, --help       this text\n"
          "\n"
          "exit status: 0 ok, 1 usage, 2 server unreachable, 3 bad request,\n"
-         "4 unknown class/method/object, 5 handler failed, 6 deadline exceeded,\n"
+         "4 unknown class/method/object, 5 handler failed, 6 deadline exceeded or\n"
+         "outcome unknown (it may have run),\n"
          "7 unavailable or overloaded (retry), 8 too big, 9 not supported,\n"
          "10 other server error\n";
 }
@@ -62,10 +63,10 @@ static int exit_for_code(const char *code, long http) {
   } map[] = {{"EINVAL", X_BADREQ},         {"EPROTO", X_BADREQ},
              {"ENOCLASS", X_NOTFOUND},     {"ENOMETHOD", X_NOTFOUND},
              {"ENOTFOUND", X_NOTFOUND},    {"EHANDLER", X_HANDLER},
-             {"ETIMEDOUT", X_TIMEOUT},     {"EOVERLOAD", X_UNAVAILABLE},
-             {"ECLOSED", X_UNAVAILABLE},   {"ESTORAGE", X_UNAVAILABLE},
-             {"ENOTOWNER", X_UNAVAILABLE}, {"ETOOBIG", X_TOOBIG},
-             {"ENOTSUP", X_NOTSUP}};
+             {"ETIMEDOUT", X_TIMEOUT},     {"EUNKNOWN", X_TIMEOUT},
+             {"EOVERLOAD", X_UNAVAILABLE}, {"ECLOSED", X_UNAVAILABLE},
+             {"ESTORAGE", X_UNAVAILABLE},  {"ENOTOWNER", X_UNAVAILABLE},
+             {"ETOOBIG", X_TOOBIG},        {"ENOTSUP", X_NOTSUP}};
   for (size_t i = 0; code && i < sizeof map / sizeof map[0]; i++)
     if (strcmp(code, map[i].code) == 0)
       return map[i].exit;

@@ -25,6 +25,7 @@
 #include "server/gateway.h"
 
 #include "server/httpmetrics.h"
+#include "server/params.h"
 #include "server/render.h"
 #include "server/route.h"
 #include "server/sse.h"
@@ -62,6 +63,7 @@ struct stead__gw {
   size_t max_body;
   int default_timeout_ms;
   int shards;
+  int cluster; /* 1: the runtime is a cluster node (/v1/cluster asks it) */
   char *node_id, *url, *storage;
   const stead__logger *log;
   stead__httpm *metrics;
@@ -220,7 +222,22 @@ static enum MHD_Result do_metrics(req *r) {
 
 static enum MHD_Result do_cluster(req *r) {
   stead__gw *gw = r->gw;
-  const char *state = atomic_load(&gw->state) == GW_READY ? "ready" : "not-ready";
+  int ready = atomic_load(&gw->state) == GW_READY;
+  if (gw->cluster) {
+    stead_cluster_status *st = NULL;
+    int rc = STEAD_ECLOSED;
+    if (gate_enter(gw)) {
+      rc = stead_cluster_status_get(gw->rt, &st);
+      gate_leave(gw);
+    }
+    if (rc < 0)
+      return send_error(r, rc == STEAD_ECLOSED ? 503 : 0, rc,
+                        rc == STEAD_ECLOSED ? "the node is not serving" : stead_errmsg());
+    json_t *j = stead__cluster_json(st, gw->storage, gw->url);
+    stead_free(st);
+    return send_json(r, 200, j);
+  }
+  const char *state = ready ? "ready" : "not-ready";
   json_t *j =
       json_pack("{s:s,s:s,s:i,s:i,s:s,s:[{s:s,s:s,s:s,s:b,s:i}]}", "node_id", gw->node_id,
                 "mode", "single", "shards", gw->shards, "shards_owned", gw->shards,
@@ -575,7 +592,8 @@ static const char *query(req *r, const char *key, char *buf, size_t cap, int *ba
   if (!v)
     return NULL;
   size_t len = strlen(v);
-  if (len >= cap || stead__pct_decode(v, len, buf) < 0) {
+  long n = len < cap ? stead__pct_decode(v, len, buf) : -1;
+  if (n < 0 || memchr(buf, '\0', (size_t)n)) { /* "a%00b" is not "a" */
     *bad = 1;
     return NULL;
   }
@@ -600,43 +618,20 @@ static enum MHD_Result begin(req *r, const char *method, const char *url) {
    * new TCP connection per GET cost 10x their throughput under load. */
   if (r->route.kind != STEAD__R_CALL && r->route.kind != STEAD__R_EMIT)
     return MHD_YES;
-  char buf[64];
-  int bad = 0;
-  const char *t = query(r, "timeout_ms", buf, sizeof buf, &bad);
-  r->timeout_ms = r->gw->default_timeout_ms;
-  if (t) {
-    char *end;
-    errno = 0;
-    long v = strtol(t, &end, 10);
-    if (errno || !*t || *end || v < 1 || v > 3600000)
-      bad = 1;
-    else
-      r->timeout_ms = (int)v;
-  }
-  if (bad)
-    return send_error(r, 400, STEAD_EINVAL,
-                      "timeout_ms must be an integer in 1..3600000");
-  const char *mode = query(r, "mode", buf, sizeof buf, &bad);
-  if (bad || (mode && strcmp(mode, "send") != 0 && strcmp(mode, "call") != 0))
-    return send_error(r, 400, STEAD_EINVAL, "mode must be call or send");
-  r->mode_send = mode && strcmp(mode, "send") == 0;
   const char *ct =
       MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
-  r->json_body = ct && strncmp(ct, "application/json", 16) == 0;
-  /* Refuse a declared oversize body before it is uploaded. */
   const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
                                                MHD_HTTP_HEADER_CONTENT_LENGTH);
-  if (cl) {
-    char *end;
-    errno = 0;
-    unsigned long long n = strtoull(cl, &end, 10);
-    if (errno || (unsigned long long)r->gw->max_body < n) {
-      char msg[128];
-      snprintf(msg, sizeof msg, "request body is %s bytes; the limit is %zu", cl,
-               r->gw->max_body);
-      return send_error(r, 413, STEAD_ETOOBIG, msg);
-    }
-  }
+  stead__call_params cp;
+  if (stead__call_params_parse(
+          MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "timeout_ms"),
+          MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, "mode"), ct, cl,
+          r->gw->max_body, r->gw->default_timeout_ms, &cp, &status) < 0)
+    return send_error(r, status, status == 413 ? STEAD_ETOOBIG : STEAD_EINVAL,
+                      stead_errmsg());
+  r->timeout_ms = cp.timeout_ms;
+  r->mode_send = cp.mode_send;
+  r->json_body = cp.json_body;
   return MHD_YES;
 }
 
@@ -762,6 +757,7 @@ int stead__gw_start(const stead__gw_config *cfg, stead__gw **out) {
   gw->max_body = cfg->max_body;
   gw->default_timeout_ms = cfg->default_timeout_ms;
   gw->shards = cfg->shards;
+  gw->cluster = cfg->cluster;
   gw->log = cfg->log;
   atomic_init(&gw->state, GW_STARTING);
   /* poll(), not epoll: libmicrohttpd 0.9.75's MHD_quiesce_daemon races its

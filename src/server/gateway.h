@@ -26,6 +26,7 @@ typedef struct stead__gw_config {
   const char *url;        /* this node's base URL (copied) */
   const char *storage;    /* storage in use, for /v1/cluster (copied) */
   int shards;
+  int cluster;              /* 1: cluster node; /v1/cluster from the runtime */
   const stead__logger *log; /* borrowed; must outlive the gateway */
 } stead__gw_config;
 

@@ -24,21 +24,27 @@ typedef struct spec {
   const char *env;
   kind k;
   long min, max; /* K_INT / K_SIZE bounds */
+  int cluster;   /* 1: meaningful only with --nats */
 } spec;
 
 static const spec SPECS[] = {
-    {"--listen", "STEAD_LISTEN", K_STR, 0, 0},
-    {"--data", "STEAD_DATA", K_STR, 0, 0},
-    {"--storage", "STEAD_STORAGE", K_STR, 0, 0},
-    {"--nats", "STEAD_NATS", K_STR, 0, 0},
-    {"--node-id", "STEAD_NODE_ID", K_STR, 0, 0},
-    {"--shards", "STEAD_SHARDS", K_INT, 1, 65536},
-    {"--workers", "STEAD_WORKERS", K_INT, 0, 1024},
-    {"--durability", "STEAD_DURABILITY", K_STR, 0, 0},
-    {"--load", "STEAD_LOAD", K_LOAD, 0, 0},
-    {"--log-level", "STEAD_LOG_LEVEL", K_LEVEL, 0, 0},
-    {"--max-body", "STEAD_MAX_BODY", K_SIZE, 1, 1L << 30},
-    {"--http-threads", "STEAD_HTTP_THREADS", K_INT, 1, 256},
+    {"--listen", "STEAD_LISTEN", K_STR, 0, 0, 0},
+    {"--data", "STEAD_DATA", K_STR, 0, 0, 0},
+    {"--storage", "STEAD_STORAGE", K_STR, 0, 0, 0},
+    {"--nats", "STEAD_NATS", K_STR, 0, 0, 0},
+    {"--node-id", "STEAD_NODE_ID", K_STR, 0, 0, 0},
+    {"--shards", "STEAD_SHARDS", K_INT, 1, 65536, 0},
+    {"--workers", "STEAD_WORKERS", K_INT, 0, 1024, 0},
+    {"--durability", "STEAD_DURABILITY", K_STR, 0, 0, 0},
+    {"--load", "STEAD_LOAD", K_LOAD, 0, 0, 0},
+    {"--log-level", "STEAD_LOG_LEVEL", K_LEVEL, 0, 0, 0},
+    {"--max-body", "STEAD_MAX_BODY", K_SIZE, 1, 1L << 30, 0},
+    {"--http-threads", "STEAD_HTTP_THREADS", K_INT, 1, 256, 0},
+    {"--deployment", "STEAD_DEPLOYMENT", K_STR, 0, 0, 1},
+    {"--seed", "STEAD_SEED", K_STR, 0, 0, 1},
+    {"--hosts", "STEAD_HOSTS", K_STR, 0, 0, 1},
+    {"--lease-ttl-ms", "STEAD_LEASE_TTL_MS", K_INT, 100, 3600000, 1},
+    {"--heartbeat-ms", "STEAD_HEARTBEAT_MS", K_INT, 10, 600000, 1},
 };
 #define NSPECS (sizeof SPECS / sizeof SPECS[0])
 
@@ -56,11 +62,22 @@ const char *stead__serve_usage(void) {
          "  --storage KIND       memory | sqlite | postgres://... (sqlite; memory if "
          "this\n"
          "                       build has no sqlite backend yet) [STEAD_STORAGE]\n"
-         "  --nats URL           join a cluster over NATS (not available yet) "
-         "[STEAD_NATS]\n"
-         "  --node-id NAME       this node's name (the host name) [STEAD_NODE_ID]\n"
+         "  --nats URL           run as a cluster node: nats://host:port; needs\n"
+         "                       --storage postgres://... and --node-id [STEAD_NATS]\n"
+         "  --node-id NAME       this node's name, unique in the deployment (the host\n"
+         "                       name; required with --nats) [STEAD_NODE_ID]\n"
          "  --shards N           shards in the deployment, 1..65536 (1024) "
          "[STEAD_SHARDS]\n"
+         "  --deployment NAME    cluster name, [A-Za-z0-9_-]{1,64}; prefixes NATS\n"
+         "                       subjects (stead) [STEAD_DEPLOYMENT]\n"
+         "  --seed STRING        shard hash seed, the same on every node (none)\n"
+         "                       [STEAD_SEED]\n"
+         "  --hosts LIST         static member list, e.g. node-{0..2}, instead of\n"
+         "                       heartbeats (none) [STEAD_HOSTS]\n"
+         "  --lease-ttl-ms N     shard lease length, 100..3600000 (10000)\n"
+         "                       [STEAD_LEASE_TTL_MS]\n"
+         "  --heartbeat-ms N     membership heartbeat; a node silent for 3 beats\n"
+         "                       leaves, 10..600000 (1000) [STEAD_HEARTBEAT_MS]\n"
          "  --workers N          worker threads, 0 = one per CPU (0) [STEAD_WORKERS]\n"
          "  --durability MODE    full | normal: sync every commit batch, or let the OS\n"
          "                       flush (full) [STEAD_DURABILITY]\n"
@@ -127,6 +144,20 @@ static int parse_listen(stead__serve_opts *o, const char *s) {
   return 0;
 }
 
+/* Deployment names prefix NATS subjects: no dots, no wildcards. */
+static int deployment_ok(const char *v) {
+  size_t n = strlen(v);
+  if (n < 1 || n > 64)
+    return 0;
+  for (const char *p = v; *p; p++) {
+    int ok = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+             (*p >= '0' && *p <= '9') || *p == '_' || *p == '-';
+    if (!ok)
+      return 0;
+  }
+  return 1;
+}
+
 /* Stores one value; `src` names its origin ("--shards" or "STEAD_SHARDS")
  * for the error message. */
 static int store(stead__serve_opts *o, const spec *sp, const char *src, const char *v) {
@@ -163,6 +194,23 @@ static int store(stead__serve_opts *o, const spec *sp, const char *src, const ch
       return stead__err(STEAD_EINVAL,
                         "%s: \"%s\" is not a name (1..128 of [A-Za-z0-9_.-])", src, v);
     o->node_id = v;
+  } else if (strcmp(sp->flag, "--deployment") == 0) {
+    if (!deployment_ok(v))
+      return stead__err(STEAD_EINVAL,
+                        "%s: \"%s\" is not a deployment name (1..64 of "
+                        "[A-Za-z0-9_-])",
+                        src, v);
+    o->deployment = v;
+  } else if (strcmp(sp->flag, "--seed") == 0) {
+    o->seed = v;
+  } else if (strcmp(sp->flag, "--hosts") == 0) {
+    if (!*v)
+      return stead__err(STEAD_EINVAL, "%s: the host list is empty", src);
+    o->hosts = v;
+  } else if (strcmp(sp->flag, "--lease-ttl-ms") == 0) {
+    o->lease_ttl_ms = (int)n;
+  } else if (strcmp(sp->flag, "--heartbeat-ms") == 0) {
+    o->heartbeat_ms = (int)n;
   } else if (strcmp(sp->flag, "--durability") == 0) {
     if (strcmp(v, "full") != 0 && strcmp(v, "normal") != 0)
       return stead__err(STEAD_EINVAL, "%s: \"%s\" is not full or normal", src, v);
@@ -186,6 +234,8 @@ static int store(stead__serve_opts *o, const spec *sp, const char *src, const ch
   } else if (strcmp(sp->flag, "--http-threads") == 0) {
     o->http_threads = (int)n;
   }
+  if (sp->cluster && !o->cluster_only)
+    o->cluster_only = src;
   return 0;
 }
 
@@ -200,6 +250,9 @@ static void defaults(stead__serve_opts *o) {
   o->log_level = STEAD_LOG_INFO;
   o->max_body = 4u << 20;
   o->http_threads = 4;
+  o->deployment = "stead";
+  o->lease_ttl_ms = 10000;
+  o->heartbeat_ms = 1000;
 }
 
 int stead__serve_opts_parse(stead__serve_opts *o, int argc, char **argv,
@@ -256,12 +309,42 @@ int stead__serve_opts_parse(stead__serve_opts *o, int argc, char **argv,
   return 0;
 }
 
-int stead__serve_opts_supported(const stead__serve_opts *o) {
-  if (o->nats)
-    return stead__err(STEAD_ENOTSUP,
-                      "--nats: cluster mode is not available in this build yet");
-  if (strncmp(o->storage, "postgres", 8) == 0)
-    return stead__err(STEAD_ENOTSUP,
-                      "--storage: postgres storage is not available in this build yet");
+/* A static host list must expand (stead_hosts_expand's rules) and name
+ * this node: a node outside the list would own no shard, which is always a
+ * typo rather than a plan. */
+static int check_hosts(const stead__serve_opts *o) {
+  char **hosts = NULL;
+  size_t n = 0;
+  int rc = stead_hosts_expand(o->hosts, &hosts, &n);
+  if (rc < 0)
+    return stead__err(STEAD_EINVAL, "--hosts: \"%s\": %s", o->hosts, stead_errmsg());
+  int found = 0;
+  for (size_t i = 0; i < n && !found; i++)
+    found = strcmp(hosts[i], o->node_id) == 0;
+  stead_free(hosts);
+  if (!found)
+    return stead__err(STEAD_EINVAL, "--hosts: \"%s\" does not include this node (%s)",
+                      o->hosts, o->node_id);
+  return 0;
+}
+
+int stead__serve_opts_check(const stead__serve_opts *o) {
+  if (!o->nats) {
+    if (o->cluster_only)
+      return stead__err(STEAD_EINVAL, "%s is for cluster mode: give --nats URL too",
+                        o->cluster_only);
+    return 0;
+  }
+  if (strncmp(o->storage, "postgres", 8) != 0)
+    return stead__err(STEAD_EINVAL,
+                      "--nats: cluster mode needs --storage postgres://... (the store "
+                      "shared by every node, which holds the shard leases), not %s",
+                      o->storage);
+  if (!o->node_id)
+    return stead__err(STEAD_EINVAL,
+                      "--nats: cluster mode needs --node-id NAME, unique in the "
+                      "deployment (two nodes with one id would share its leases)");
+  if (o->hosts)
+    return check_hosts(o);
   return 0;
 }

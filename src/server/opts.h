@@ -17,17 +17,24 @@
 
 typedef struct stead__serve_opts {
   /* Strings are borrowed from argv or the environment (never freed). */
-  const char *listen;     /* as given */
-  char host[256];         /* parsed from listen; "" means every interface */
-  int port;               /* 0..65535; 0 picks a free port */
-  const char *data;       /* data directory */
-  const char *storage;    /* "memory", "sqlite" or a postgres:// URL */
-  int storage_explicit;   /* 1 if set by flag or environment */
-  const char *nats;       /* NATS URL or NULL */
-  const char *node_id;    /* NULL: the host name */
-  int shards;             /* 1..65536 */
-  int workers;            /* 0 = one per CPU */
-  const char *durability; /* "full" or "normal" */
+  const char *listen;   /* as given */
+  char host[256];       /* parsed from listen; "" means every interface */
+  int port;             /* 0..65535; 0 picks a free port */
+  const char *data;     /* data directory */
+  const char *storage;  /* "memory", "sqlite" or a postgres:// URL */
+  int storage_explicit; /* 1 if set by flag or environment */
+  const char *nats;     /* NATS URL or NULL (single node) */
+  const char *node_id;  /* NULL: the host name (required with --nats) */
+  int shards;           /* 1..65536 */
+  /* Cluster mode only (--nats); each defaults when not given. */
+  const char *deployment;   /* [A-Za-z0-9_-]{1,64}; default "stead" */
+  const char *seed;         /* shard hash seed; NULL = none */
+  const char *hosts;        /* static host list "host-{0..2}"; NULL = heartbeats */
+  int lease_ttl_ms;         /* shard lease length */
+  int heartbeat_ms;         /* membership heartbeat period */
+  const char *cluster_only; /* the first cluster-only flag given, for errors */
+  int workers;              /* 0 = one per CPU */
+  const char *durability;   /* "full" or "normal" */
   const char *loads[STEAD__MAX_LOADS];
   int nloads;
   stead_log_level log_level;
@@ -45,9 +52,12 @@ typedef const char *(*stead__getenv_fn)(const char *name);
 int stead__serve_opts_parse(stead__serve_opts *o, int argc, char **argv,
                             stead__getenv_fn env);
 
-/* STEAD_ENOTSUP with a one-line message if the options ask for something
- * this build cannot do yet (cluster mode, postgres storage), else 0. */
-int stead__serve_opts_supported(const stead__serve_opts *o);
+/* Checks the options against each other once parsing is done: cluster
+ * mode (--nats) needs a postgres:// storage and an explicit --node-id;
+ * cluster-only flags need --nats; a static host list must expand and hold
+ * this node. Returns 0 or STEAD_EINVAL with a one-line message naming the
+ * flags. */
+int stead__serve_opts_check(const stead__serve_opts *o);
 
 /* Parses "error|warn|info|debug". 0 or STEAD_EINVAL. */
 int stead__parse_log_level(const char *s, stead_log_level *out);

@@ -127,3 +127,38 @@ json_t *stead__alarms_json(const stead_alarm_info *al, size_t n) {
   }
   return a;
 }
+
+json_t *stead__cluster_json(const stead_cluster_status *st, const char *storage,
+                            const char *url) {
+  json_t *members = json_array(), *owned = json_array();
+  json_t *j = json_pack(
+      "{s:s,s:s,s:s,s:i,s:i,s:s,s:s,s:o,s:o,"
+      "s:{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}}",
+      "mode", "cluster", "node_id", st->node_id, "deployment", st->deployment, "shards",
+      (int)st->nshards, "shards_owned", (int)st->nowned, "storage", storage, "url", url,
+      "members", members, "owned", owned, "counters", "acquired",
+      (json_int_t)st->acquired, "released", (json_int_t)st->released, "lost",
+      (json_int_t)st->lost, "acquire_failures", (json_int_t)st->acquire_failures,
+      "malformed", (json_int_t)st->malformed, "expired", (json_int_t)st->expired,
+      "not_owner", (json_int_t)st->not_owner, "forwarded", (json_int_t)st->calls,
+      "forward_retries", (json_int_t)st->call_retries);
+  if (!j)
+    return NULL; /* json_pack released members and owned ("o") */
+  int rc = 0;
+  for (size_t i = 0; i < st->nmembers && rc == 0; i++)
+    rc = json_array_append_new(members,
+                               json_pack("{s:s,s:b}", "node_id", st->members[i], "self",
+                                         strcmp(st->members[i], st->node_id) == 0));
+  for (size_t i = 0; i < st->nowned && rc == 0; i++) {
+    const stead_cluster_shard *sh = &st->owned[i];
+    rc = json_array_append_new(
+        owned, json_pack("{s:i,s:I,s:b,s:I}", "shard", (int)sh->shard, "epoch",
+                         (json_int_t)sh->epoch, "draining", sh->draining != 0,
+                         "lease_left_ms", (json_int_t)sh->lease_left_ms));
+  }
+  if (rc != 0) {
+    json_decref(j);
+    return NULL;
+  }
+  return j;
+}

@@ -35,4 +35,11 @@ json_t *stead__state_json(const stead_schema *schema, const void *st);
  * "meta"} with meta by the bytes convention. New reference or NULL. */
 json_t *stead__alarms_json(const stead_alarm_info *al, size_t n);
 
+/* GET /v1/cluster of a cluster node (docs/http.md): mode "cluster", the
+ * node id, deployment, shard count, `storage` (the kind, never the URL),
+ * the live members (self marked), the owned shards with their lease
+ * epochs, and the node's counters. New reference or NULL. */
+json_t *stead__cluster_json(const stead_cluster_status *st, const char *storage,
+                            const char *url);
+
 #endif

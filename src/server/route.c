@@ -107,6 +107,7 @@ int stead__http_status(int code) {
   case STEAD_ENOMEM:
     return 503;
   case STEAD_ETIMEDOUT:
+  case STEAD_EUNKNOWN: /* like a timeout: it may have happened */
     return 504;
   default:
     return 500;

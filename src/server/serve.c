@@ -50,13 +50,25 @@ static int fail(int code, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* One line on stderr: messages from libraries (libpq's end in "\n\tIs
+ * the server running ...") are folded onto it. */
 static int fail(int code, const char *fmt, ...) {
+  char msg[2048];
   va_list ap;
   va_start(ap, fmt);
-  fputs("stead serve: ", stderr);
-  vfprintf(stderr, fmt, ap);
-  fputc('\n', stderr);
+  vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
+  size_t o = 0;
+  for (size_t i = 0; msg[i]; i++) {
+    char ch = msg[i] == '\n' || msg[i] == '\t' || msg[i] == '\r' ? ' ' : msg[i];
+    if (ch == ' ' && (o == 0 || msg[o - 1] == ' '))
+      continue;
+    msg[o++] = ch;
+  }
+  while (o > 0 && msg[o - 1] == ' ')
+    o--;
+  msg[o] = '\0';
+  fprintf(stderr, "stead serve: %s\n", msg);
   return code;
 }
 
@@ -175,12 +187,28 @@ static int open_runtime(const stead__serve_opts *o, stead__logger *lg, stead_rt 
   char sqlite[4200];
   snprintf(sqlite, sizeof sqlite, "sqlite:%s/stead.db", o->data);
   int is_sqlite = strcmp(o->storage, "sqlite") == 0;
-  cfg.storage = is_sqlite ? sqlite : "memory";
+  int is_pg = strncmp(o->storage, "postgres", 8) == 0;
+  cfg.storage = is_sqlite ? sqlite : is_pg ? o->storage : "memory";
+  /* The URL may hold a password: logs and /v1/cluster say only the kind. */
+  const char *kind = is_sqlite ? "sqlite" : is_pg ? "postgres" : "memory";
+  if (o->nats) {
+    cfg.cluster_nats = o->nats;
+    cfg.cluster_node_id = o->node_id;
+    cfg.cluster_deployment = o->deployment;
+    cfg.cluster_shards = (uint32_t)o->shards;
+    cfg.cluster_seed = o->seed;
+    cfg.cluster_hosts = o->hosts;
+    cfg.cluster_lease_ttl_ms = o->lease_ttl_ms;
+    cfg.cluster_heartbeat_ms = o->heartbeat_ms;
+  }
   int rc = stead_open(&cfg, rt);
+  if (rc < 0 && o->nats)
+    return fail(-1, "cannot join deployment %s at %s as node %s: %s: %s", o->deployment,
+                o->nats, o->node_id, stead_errname(rc), stead_errmsg());
   if (rc < 0)
-    return fail(-1, "cannot start the runtime on %s storage: %s: %s", o->storage,
+    return fail(-1, "cannot start the runtime on %s storage: %s: %s", kind,
                 stead_errname(rc), stead_errmsg());
-  *storage_used = is_sqlite ? "sqlite" : "memory";
+  *storage_used = kind;
   return 0;
 }
 
@@ -228,7 +256,7 @@ int stead__serve_main(int argc, char **argv) {
   }
   if (rc < 0)
     return fail(2, "%s", stead_errmsg());
-  if (stead__serve_opts_supported(&o) < 0)
+  if (stead__serve_opts_check(&o) < 0)
     return fail(2, "%s", stead_errmsg());
   stead__logger lg = {o.log_level};
   char node_id[256];
@@ -278,6 +306,7 @@ int stead__serve_main(int argc, char **argv) {
                          .url = url,
                          .storage = storage,
                          .shards = o.shards,
+                         .cluster = o.nats != NULL,
                          .log = &lg};
   stead__gw *gw = NULL;
   void *handles[STEAD__MAX_LOADS] = {0};
@@ -299,6 +328,10 @@ int stead__serve_main(int argc, char **argv) {
       &lg, STEAD_LOG_INFO,
       "listening on %s (node %s, storage %s, durability %s, %d shards, %d module(s))",
       url, node_id, storage, o.durability, o.shards, o.nloads);
+  if (o.nats)
+    stead__logf(&lg, STEAD_LOG_INFO,
+                "cluster node %s of deployment %s over %s (%s, lease ttl %d ms)", node_id,
+                o.deployment, o.nats, o.hosts ? o.hosts : "heartbeats", o.lease_ttl_ms);
   printf("stead: serving on %s\n"
          "try:   curl -X POST '%s/v1/objects/echo/hello/echo' -d '{\"hi\":1}'\n"
          "       stead call --url %s echo hello echo '{\"hi\":1}'\n",

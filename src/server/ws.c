@@ -249,6 +249,8 @@ static void io_message(void *u, const uint8_t *data, size_t len, bool text) {
     code = STEAD_CLOSE_TOO_BIG;
   else if (rc == STEAD_EINVAL)
     code = STEAD_CLOSE_BAD_DATA;
+  else if (rc == STEAD_ENOTOWNER)
+    code = 1012; /* service restart: the object's shard moved; reconnect */
   snprintf(why, sizeof why, "%s", stead_errmsg());
   stead__wsp_close(s->wsp, code, why);
   s->closing_since = stead__mono_ms();

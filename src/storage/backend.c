@@ -46,35 +46,46 @@ static int parse_opt(const char *kv, size_t n, stead__backend_opts *o) {
   return stead__err(STEAD_EINVAL, "unknown storage option '%.*s'", (int)kl, kv);
 }
 
+int stead__sqlite_spec_parse(const char *spec, char **path_out, stead__backend_opts *o) {
+  *path_out = NULL;
+  o->durability = STEAD__DURABLE_FULL;
+  o->busy_timeout_ms = 5000;
+  const char *q = strchr(spec, '?');
+  if (q) {
+    const char *p = q + 1;
+    while (*p) {
+      const char *amp = strchr(p, '&');
+      size_t n = amp ? (size_t)(amp - p) : strlen(p);
+      int rc = parse_opt(p, n, o);
+      if (rc)
+        return rc;
+      p += n + (amp ? 1 : 0);
+    }
+  }
+  size_t plen = q ? (size_t)(q - spec) : strlen(spec);
+  if (plen == 0)
+    return stead__err(STEAD_EINVAL, "storage spec 'sqlite:%s' has no file path", spec);
+  char *path = stead__memdup(spec, plen + 1);
+  if (!path)
+    return stead__err(STEAD_ENOMEM, "out of memory");
+  path[plen] = 0;
+  *path_out = path;
+  return 0;
+}
+
 int stead__backend_open(const char *spec, stead__backend **out) {
   if (!spec || !out)
     return stead__err(STEAD_EINVAL, "storage spec is NULL");
   if (strcmp(spec, "memory") == 0)
     return stead__mem_open(out);
   if (strncmp(spec, "sqlite:", 7) == 0) {
-    const char *path = spec + 7;
-    const char *q = strchr(path, '?');
-    stead__backend_opts o = {.durability = STEAD__DURABLE_FULL, .busy_timeout_ms = 5000};
-    if (q) {
-      const char *p = q + 1;
-      while (*p) {
-        const char *amp = strchr(p, '&');
-        size_t n = amp ? (size_t)(amp - p) : strlen(p);
-        int rc = parse_opt(p, n, &o);
-        if (rc)
-          return rc;
-        p += n + (amp ? 1 : 0);
-      }
-    }
-    size_t plen = q ? (size_t)(q - path) : strlen(path);
-    if (plen == 0)
-      return stead__err(STEAD_EINVAL, "storage spec '%s' has no file path", spec);
-    char *p = stead__memdup(path, plen + 1);
-    if (!p)
-      return stead__err(STEAD_ENOMEM, "out of memory");
-    p[plen] = 0;
-    int rc = stead__sqlite_open(p, &o, out);
-    free(p);
+    char *path = NULL;
+    stead__backend_opts o;
+    int rc = stead__sqlite_spec_parse(spec + 7, &path, &o);
+    if (rc)
+      return rc;
+    rc = stead__sqlite_open(path, &o, out);
+    free(path);
     return rc;
   }
   if (strncmp(spec, "postgres://", 11) == 0 || strncmp(spec, "postgresql://", 13) == 0)

@@ -200,6 +200,12 @@ typedef struct stead__backend_opts {
  * ECORRUPT (not a database, or a damaged one), ENOMEM. */
 int stead__backend_open(const char *spec, stead__backend **out);
 int stead__mem_open(stead__backend **out);
+/* Parses what follows "sqlite:" (no I/O): *path gets a malloc'd copy of
+ * PATH (caller frees), *o the options with their defaults (durability
+ * full, busy_timeout_ms 5000). Errors: EINVAL (no path, an option without
+ * a value, an unknown option or a bad value; the message names it),
+ * ENOMEM. On error *path is NULL. */
+int stead__sqlite_spec_parse(const char *spec, char **path, stead__backend_opts *o);
 int stead__sqlite_open(const char *path, const stead__backend_opts *o,
                        stead__backend **out);
 /* Closes a backend; NULL allowed. The caller guarantees no call runs. */

@@ -7,11 +7,15 @@
  * formed, so a cancellation made inside a callback is seen by every later
  * batch; `done` only grows and reaches `submitted` when the queue is empty
  * and no batch is in flight.
+ *
+ * Manual mode has no thread: whoever calls step, flush or close runs the
+ * batches (the same run_batch) on its own thread.
  */
 #include "storage/committer.h"
 #include "util/util.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -26,6 +30,7 @@ typedef struct item {
   stead__commit_cb cb;
   void *udata;
   int skipped; /* cancelled when its batch formed: not committed */
+  int rc;      /* its outcome, when the batch was split (refence) */
 } item;
 
 struct stead__committer {
@@ -90,11 +95,49 @@ static item *take_batch(stead__committer *c, size_t *n) {
   return first;
 }
 
+/* A batch refused for a stale fencing token fails as a whole, sets of
+ * healthy tenures included. It is committed again one tenure (shard,
+ * epoch) at a time, in first-seen order (one object's sets share a tenure
+ * and keep their order), so only the stale tenure's sets fail. Sets the
+ * transaction did not commit are not committed, so trying again is safe.
+ * Returns 1 if it split (each item's rc is set), 0 if one tenure only. */
+static int refence(stead__committer *c, item *batch, stead__wset **v) {
+  item *first = NULL;
+  for (item *it = batch; it; it = it->next)
+    if (!it->skipped) {
+      if (!first)
+        first = it;
+      else if (it->ws->shard != first->ws->shard || it->ws->epoch != first->ws->epoch)
+        goto split;
+    }
+  return 0;
+split:
+  for (item *it = batch; it; it = it->next)
+    it->rc = it->skipped ? STEAD_ECANCELED : 1; /* 1: not yet tried */
+  for (item *lead = batch; lead; lead = lead->next) {
+    if (lead->rc != 1)
+      continue;
+    size_t m = 0;
+    for (item *it = lead; it; it = it->next)
+      if (it->rc == 1 && it->ws->shard == lead->ws->shard &&
+          it->ws->epoch == lead->ws->epoch)
+        v[m++] = it->ws;
+    int rc = c->b->vt->commit(c->b, v, m);
+    for (item *it = lead; it; it = it->next)
+      if (it->rc == 1 && it->ws->shard == lead->ws->shard &&
+          it->ws->epoch == lead->ws->epoch)
+        it->rc = rc;
+    atomic_fetch_add(rc ? &c->sets_failed : &c->sets_ok, m);
+  }
+  return 1;
+}
+
 static void run_batch(stead__committer *c, item *batch, size_t n) {
   stead__wset *stackv[64];
   stead__wset **v = n <= 64 ? stackv : malloc(n * sizeof *v);
   size_t m = 0;
   int rc = 0;
+  bool split = false;
   if (!v) {
     rc = stead__err(STEAD_ENOMEM, "out of memory forming a commit batch");
     for (item *it = batch; it; it = it->next)
@@ -120,7 +163,10 @@ static void run_batch(stead__committer *c, item *batch, size_t n) {
     atomic_fetch_add(&c->lat_sum, (uint64_t)us);
     if (rc) {
       atomic_fetch_add(&c->batches_failed, 1);
-      atomic_fetch_add(&c->sets_failed, m);
+      if (rc == STEAD_ENOTOWNER && refence(c, batch, v))
+        split = true;
+      else
+        atomic_fetch_add(&c->sets_failed, m);
     } else {
       atomic_fetch_add(&c->sets_ok, m);
     }
@@ -134,7 +180,7 @@ static void run_batch(stead__committer *c, item *batch, size_t n) {
   while (batch) {
     item *it = batch;
     batch = it->next;
-    it->cb(it->udata, it->ws, it->skipped ? STEAD_ECANCELED : rc);
+    it->cb(it->udata, it->ws, split ? it->rc : it->skipped ? STEAD_ECANCELED : rc);
     stead__wset_unref(it->ws);
     free(it);
     ran++;
@@ -144,6 +190,39 @@ static void run_batch(stead__committer *c, item *batch, size_t n) {
   c->done += ran;
   pthread_cond_broadcast(&c->idle);
   pthread_mutex_unlock(&c->mu);
+}
+
+/* Manual mode: takes up to max items off the queue (mu held). */
+static item *take_now(stead__committer *c, size_t max, size_t *n) {
+  if (!c->head)
+    return NULL;
+  item *first = c->head, *last = first;
+  size_t k = 1;
+  while (k < max && last->next) {
+    last = last->next;
+    k++;
+  }
+  c->head = last->next;
+  if (!c->head)
+    c->tail = NULL;
+  last->next = NULL;
+  c->qlen -= k;
+  *n = k;
+  return first;
+}
+
+size_t stead__committer_step(stead__committer *c, size_t max_sets) {
+  size_t n = 0;
+  pthread_mutex_lock(&c->mu);
+  item *batch = take_now(c, max_sets ? max_sets : c->o.max_batch, &n);
+  pthread_mutex_unlock(&c->mu);
+  if (batch)
+    run_batch(c, batch, n);
+  return n;
+}
+
+size_t stead__committer_queued(stead__committer *c) {
+  return (size_t)atomic_load(&c->queued);
 }
 
 static void *loop(void *arg) {
@@ -176,6 +255,7 @@ int stead__committer_start(stead__backend *b, const stead__committer_opts *opts,
     if (opts->max_batch)
       c->o.max_batch = opts->max_batch;
     c->o.max_delay_us = opts->max_delay_us;
+    c->o.manual = opts->manual;
     if (opts->max_delay_us < 0 || opts->max_delay_us > 1000000) {
       free(c);
       return stead__err(STEAD_EINVAL, "max_delay_us must be 0..1000000, not %d",
@@ -189,6 +269,10 @@ int stead__committer_start(stead__backend *b, const stead__committer_opts *opts,
   pthread_cond_init(&c->work, &ca);
   pthread_condattr_destroy(&ca);
   pthread_cond_init(&c->idle, NULL);
+  if (c->o.manual) {
+    *out = c;
+    return 0;
+  }
   if (pthread_create(&c->thread, NULL, loop, c) != 0) {
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->work);
@@ -232,6 +316,11 @@ int stead__committer_submit(stead__committer *c, stead__wset *ws, stead__commit_
 }
 
 int stead__committer_flush(stead__committer *c) {
+  if (c->o.manual) {
+    while (stead__committer_step(c, 0) > 0)
+      ;
+    return 0;
+  }
   if (pthread_equal(pthread_self(), c->thread))
     return stead__err(STEAD_EMISUSE, "flush called from a commit callback");
   pthread_mutex_lock(&c->mu);
@@ -249,7 +338,10 @@ void stead__committer_close(stead__committer *c) {
   c->closing = 1;
   pthread_cond_broadcast(&c->work);
   pthread_mutex_unlock(&c->mu);
-  pthread_join(c->thread, NULL);
+  if (c->o.manual)
+    stead__committer_flush(c);
+  else
+    pthread_join(c->thread, NULL);
   pthread_mutex_destroy(&c->mu);
   pthread_cond_destroy(&c->work);
   pthread_cond_destroy(&c->idle);

@@ -32,6 +32,10 @@ typedef void (*stead__commit_cb)(void *udata, stead__wset *ws, int rc);
 typedef struct stead__committer_opts {
   size_t max_batch; /* sets per transaction; default 256 */
   int max_delay_us; /* linger under load; default 1000; 0 disables */
+  /* 1: no thread (deterministic simulation). Batches run only on the
+   * caller's thread: stead__committer_step, or flush/close, which commit
+   * everything queued inline. Callbacks then run on that thread. */
+  int manual;
 } stead__committer_opts;
 
 /* Starts the thread. `b` is borrowed and must outlive the committer. opts
@@ -75,6 +79,13 @@ typedef struct stead__commit_stats {
   uint64_t latency[STEAD__LAT_BUCKETS]; /* backend commit time */
   uint64_t latency_sum_us;
 } stead__commit_stats;
+
+/* Manual mode: commits one batch of at most max_sets queued sets (0: the
+ * configured max_batch) on the caller's thread and runs its callbacks.
+ * Returns how many sets the batch held (0: the queue was empty). */
+size_t stead__committer_step(stead__committer *c, size_t max_sets);
+/* Sets submitted whose callback has not run yet. */
+size_t stead__committer_queued(stead__committer *c);
 
 /* Reads the counters. Thread-safe, lock-free. */
 void stead__committer_stats(stead__committer *c, stead__commit_stats *out);

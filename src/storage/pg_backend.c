@@ -160,6 +160,8 @@ typedef struct pgb {
   int normal; /* durability=normal */
   int pool;
   int stmt_timeout_ms;
+  int lock_timeout_ms;
+  int idle_tx_ms;
   pthread_mutex_t wmu;
   pconn writer;
   pthread_mutex_t pmu;
@@ -309,9 +311,18 @@ static int conn_setup(pgb *p, pconn *c, int writer) {
   int rc = 0;
   if (writer && p->normal)
     rc = exec_simple(c, "SET synchronous_commit = off", "session setup");
+  char sql[96];
   if (!rc && p->stmt_timeout_ms) {
-    char sql[64];
     snprintf(sql, sizeof sql, "SET statement_timeout = %d", p->stmt_timeout_ms);
+    rc = exec_simple(c, sql, "session setup");
+  }
+  if (!rc && p->lock_timeout_ms) {
+    snprintf(sql, sizeof sql, "SET lock_timeout = %d", p->lock_timeout_ms);
+    rc = exec_simple(c, sql, "session setup");
+  }
+  if (!rc && p->idle_tx_ms) {
+    snprintf(sql, sizeof sql, "SET idle_in_transaction_session_timeout = %d",
+             p->idle_tx_ms);
     rc = exec_simple(c, sql, "session setup");
   }
   return rc;
@@ -1064,7 +1075,8 @@ static int parse_int(const char *what, const char *v, size_t vl, long lo, long h
 
 /* One "k=v" of the URI's query: ours is consumed, libpq's appended to
  * `keep`. */
-static int parse_opt(pgb *p, const char *kv, size_t n, stead__buf *keep, int *has_ct) {
+static int parse_opt(stead__pg_uri *p, const char *kv, size_t n, stead__buf *keep,
+                     int *has_ct) {
   const char *eq = memchr(kv, '=', n);
   if (!eq)
     return stead__err(STEAD_EINVAL, "storage option '%.*s' has no value", (int)n, kv);
@@ -1088,6 +1100,10 @@ static int parse_opt(pgb *p, const char *kv, size_t n, stead__buf *keep, int *ha
     return parse_int("pool", v, vl, 1, 64, &p->pool);
   if (IS("statement_timeout_ms"))
     return parse_int("statement_timeout_ms", v, vl, 1, 1000000000, &p->stmt_timeout_ms);
+  if (IS("lock_timeout_ms"))
+    return parse_int("lock_timeout_ms", v, vl, 1, 1000000000, &p->lock_timeout_ms);
+  if (IS("idle_tx_timeout_ms"))
+    return parse_int("idle_tx_timeout_ms", v, vl, 0, 1000000000, &p->idle_tx_ms);
   if (IS("durability")) {
     if (vl == 4 && memcmp(v, "full", 4) == 0)
       p->normal = 0;
@@ -1106,7 +1122,13 @@ static int parse_opt(pgb *p, const char *kv, size_t n, stead__buf *keep, int *ha
   return 0;
 }
 
-static int parse_uri(pgb *p, const char *uri) {
+int stead__pg_uri_parse(const char *uri, stead__pg_uri *p) {
+  memset(p, 0, sizeof *p);
+  snprintf(p->prefix, sizeof p->prefix, "stead");
+  p->pool = 4;
+  p->idle_tx_ms = 10000;
+  if (!uri)
+    return stead__err(STEAD_EINVAL, "postgres URI is NULL");
   const char *q = strchr(uri, '?');
   size_t base = q ? (size_t)(q - uri) : strlen(uri);
   stead__buf keep = {0}, out = {0};
@@ -1140,9 +1162,26 @@ static int parse_uri(pgb *p, const char *uri) {
   if (!opts) {
     rc = stead__err(STEAD_EINVAL, "bad postgres URI: %s", perr ? perr : "out of memory");
     PQfreemem(perr);
+    free(p->conninfo);
+    p->conninfo = NULL;
     return rc;
   }
   PQconninfoFree(opts);
+  return 0;
+}
+
+static int parse_uri(pgb *p, const char *uri) {
+  stead__pg_uri u;
+  int rc = stead__pg_uri_parse(uri, &u);
+  if (rc)
+    return rc;
+  p->conninfo = u.conninfo;
+  memcpy(p->prefix, u.prefix, sizeof p->prefix);
+  p->pool = u.pool;
+  p->stmt_timeout_ms = u.stmt_timeout_ms;
+  p->lock_timeout_ms = u.lock_timeout_ms;
+  p->idle_tx_ms = u.idle_tx_ms;
+  p->normal = u.normal;
   return 0;
 }
 
@@ -1153,8 +1192,6 @@ int stead__pg_open(const char *uri, stead__backend **out) {
   if (!p)
     return stead__err(STEAD_ENOMEM, "out of memory opening postgres backend");
   p->base.vt = &pg_vt;
-  snprintf(p->prefix, sizeof p->prefix, "stead");
-  p->pool = 4;
   pthread_mutex_init(&p->wmu, NULL);
   pthread_mutex_init(&p->pmu, NULL);
   pthread_cond_init(&p->pcv, NULL);

@@ -224,6 +224,27 @@ static void test_past_and_far_future(void **state) {
   stead_close(rt);
 }
 
+/* Found by fuzz_records (an alarm row due at -2^63+1 in a data file):
+ * computing the fired alarm's lateness overflowed int64 (UBSan). Any
+ * int64 due time is allowed through the API too. */
+static void test_extreme_due_times(void **state) {
+  stead_rt *rt = open_rt("memory", 0);
+  assert_rc(stead_alarm_set_for(rt, "alarmed", "x", "lo", INT64_MIN, NULL, 0), 0);
+  assert_rc(stead_alarm_set_for(rt, "alarmed", "x", "lo1", INT64_MIN + 1, NULL, 0), 0);
+  assert_rc(stead_alarm_set_for(rt, "alarmed", "x", "hi", INT64_MAX, NULL, 0), 0);
+  assert_int_equal(stead_alarms_fire_due(rt), 2);
+  expect(rt, "x", "fired", "lo", "1");
+  expect(rt, "x", "fired", "lo1", "1");
+  expect(rt, "x", "fired", "hi", "0");
+  stead_alarm_info *al = NULL;
+  size_t n = 0;
+  assert_rc(stead_alarms_pending(rt, "alarmed", "x", &al, &n), 0);
+  assert_int_equal(n, 1);
+  assert_true(al[0].at_ms == INT64_MAX);
+  stead_free(al);
+  stead_close(rt);
+}
+
 static void test_recurring(void **state) {
   stead_rt *rt = open_rt("memory", 0);
   call_ok(rt, "r", "set", "tick 100 again:100");
@@ -407,6 +428,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_order_upsert_cancel_list, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failed_turn_sets_nothing, setup, teardown),
       cmocka_unit_test_setup_teardown(test_past_and_far_future, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_extreme_due_times, setup, teardown),
       cmocka_unit_test_setup_teardown(test_recurring, setup, teardown),
       cmocka_unit_test_setup_teardown(test_retry_backoff_then_success, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dead_letter, setup, teardown),

@@ -240,6 +240,21 @@ static void test_commit_failure_fails_call_and_keeps_data(void **state) {
   stead_close(rt);
 }
 
+/* A commit whose outcome the database never confirmed (it did land here)
+ * reaches the caller as EUNKNOWN, not as a definite failure; the object
+ * then reads the truth from storage. */
+static void test_unknown_commit_outcome_reaches_caller(void **state) {
+  stead_rt *rt = open_rt("fail+memory");
+  stead__backend *be = stead__rt_backend(rt);
+  assert_int_equal(call_num(rt, "c", "incr", NULL), 1);
+  stead__failbe_unknown_next(be, 1);
+  assert_null(call_str(rt, "c", "incr", NULL, STEAD_EUNKNOWN));
+  stead_run_until_idle(rt);
+  assert_int_equal(call_num(rt, "c", "get", NULL), 2);
+  assert_int_equal(call_num(rt, "c", "incr", NULL), 3);
+  stead_close(rt);
+}
+
 static _Atomic int g_done;
 static _Atomic int g_status[2];
 static char g_reply[2][32];
@@ -462,6 +477,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_output_gate_holds_dependent_reads, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_gate_releases_in_order, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unknown_commit_outcome_reaches_caller, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_corrupt_state_fails_only_that_object, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_bad_storage_specs, setup, teardown),

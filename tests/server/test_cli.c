@@ -140,9 +140,15 @@ static void test_serve_errors(void **state) {
   serve_fails((const char *[]){"serve", "--workers", "x", NULL}, 2, "--workers");
   serve_fails((const char *[]){"serve", "--listen", "nowhere", NULL}, 2, "--listen");
   serve_fails((const char *[]){"serve", "--nats", "nats://127.0.0.1:4222", NULL}, 2,
-              "cluster mode is not available in this build yet");
-  serve_fails((const char *[]){"serve", "--storage", "postgres://x/y", NULL}, 2,
-              "not available in this build yet");
+              "cluster mode needs --storage postgres://");
+  serve_fails((const char *[]){"serve", "--nats", "nats://127.0.0.1:4222", "--storage",
+                               "postgres://127.0.0.1:1/y", NULL},
+              2, "needs --node-id");
+  serve_fails((const char *[]){"serve", "--deployment", "d", NULL}, 2,
+              "--deployment is for cluster mode");
+  /* postgres storage is accepted; nothing listens on port 1 */
+  serve_fails((const char *[]){"serve", "--storage", "postgres://127.0.0.1:1/y", NULL}, 1,
+              "cannot start the runtime on postgres storage");
   serve_fails(
       (const char *[]){"serve", "--data", under_file, "--storage", "memory", NULL}, 1,
       "cannot use data directory");

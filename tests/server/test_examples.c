@@ -373,6 +373,38 @@ static void test_render_bytes_and_alarms(void **state) {
   free(b);
 }
 
+static void test_render_cluster(void **state) {
+  stead_cluster_shard owned[2] = {{3, 7, 0, 1200}, {9, 1, 1, 40}};
+  const char *members[] = {"a", "b"};
+  stead_cluster_status st = {.node_id = "b",
+                             .deployment = "prod",
+                             .nshards = 16,
+                             .owned = owned,
+                             .nowned = 2,
+                             .members = members,
+                             .nmembers = 2,
+                             .acquired = 2,
+                             .lost = 1,
+                             .malformed = 5,
+                             .calls = 11,
+                             .call_retries = 4};
+  json_t *j = stead__cluster_json(&st, "postgres", "http://127.0.0.1:1");
+  assert_non_null(j);
+  char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+  json_decref(j);
+  assert_string_equal(
+      s, "{\"counters\":{\"acquire_failures\":0,\"acquired\":2,\"expired\":0,"
+         "\"forward_retries\":4,\"forwarded\":11,\"lost\":1,\"malformed\":5,"
+         "\"not_owner\":0,\"released\":0},\"deployment\":\"prod\","
+         "\"members\":[{\"node_id\":\"a\",\"self\":false},{\"node_id\":\"b\","
+         "\"self\":true}],\"mode\":\"cluster\",\"node_id\":\"b\",\"owned\":[{"
+         "\"draining\":false,\"epoch\":7,\"lease_left_ms\":1200,\"shard\":3},{"
+         "\"draining\":true,\"epoch\":1,\"lease_left_ms\":40,\"shard\":9}],"
+         "\"shards\":16,\"shards_owned\":2,\"storage\":\"postgres\",\"url\":"
+         "\"http://127.0.0.1:1\"}");
+  free(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_ratelimiter_windows, setup, teardown),
@@ -384,6 +416,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_bad_bodies_are_einval, setup, teardown),
       cmocka_unit_test(test_render_state),
       cmocka_unit_test(test_render_bytes_and_alarms),
+      cmocka_unit_test(test_render_cluster),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -153,6 +153,7 @@ static void test_status_map(void **state) {
   assert_int_equal(stead__http_status(STEAD_ESTORAGE), 503);
   assert_int_equal(stead__http_status(STEAD_ECLOSED), 503);
   assert_int_equal(stead__http_status(STEAD_ETIMEDOUT), 504);
+  assert_int_equal(stead__http_status(STEAD_EUNKNOWN), 504);
   assert_int_equal(stead__http_status(STEAD_ENOTSUP), 501);
 }
 

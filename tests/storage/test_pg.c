@@ -583,6 +583,56 @@ static void done_cb(void *u, stead__wset *ws, int rc) {
     atomic_fetch_add(n, 1);
 }
 
+static void rc_cb(void *u, stead__wset *ws, int rc) {
+  (void)ws;
+  atomic_store((atomic_int *)u, rc == 0 ? 1 : rc);
+}
+
+/* The backend refuses a whole batch for one stale tenure; the committer
+ * then commits the other tenures' sets again, so only the stale one
+ * fails (a node losing one shard does not fail the rest). */
+static void test_committer_stale_tenure_fails_alone(void **state) {
+  (void)state;
+  stead__backend *b = open_pfx("refence", "");
+  uint64_t e1, e2, old;
+  assert_int_equal(stead__lease_acquire(b, 1, "a", 60000, &old), 0);
+  assert_int_equal(stead__lease_release(b, 1, "a", old), 0);
+  assert_int_equal(stead__lease_acquire(b, 1, "b", 60000, &e1), 0); /* old is stale */
+  assert_int_equal(stead__lease_acquire(b, 2, "a", 60000, &e2), 0);
+  stead__committer *c;
+  /* A long delay so the four sets form one batch. */
+  stead__committer_opts co = {.max_batch = 16, .max_delay_us = 200000};
+  assert_int_equal(stead__committer_start(b, &co, &c), 0);
+  atomic_int rcs[4];
+  for (int i = 0; i < 4; i++)
+    atomic_init(&rcs[i], 0);
+  stead__wset *sets[4] = {fenced_put(2, e2, "x1", "ok1"),
+                          fenced_put(1, old, "s1", "stale"), stead__wset_new("c", "free"),
+                          fenced_put(2, e2, "x1", "ok2")};
+  assert_int_equal(stead__wset_put(sets[2], 0, "k", 1, "f", 1), 0);
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(stead__committer_submit(c, sets[i], rc_cb, &rcs[i]), 0);
+    stead__wset_unref(sets[i]);
+  }
+  assert_int_equal(stead__committer_flush(c), 0);
+  stead__commit_stats st;
+  stead__committer_stats(c, &st);
+  assert_int_equal(st.batches, 1); /* they did form one batch */
+  stead__committer_close(c);
+  assert_int_equal(atomic_load(&rcs[0]), 1);
+  assert_int_equal(atomic_load(&rcs[1]), STEAD_ENOTOWNER);
+  assert_int_equal(atomic_load(&rcs[2]), 1);
+  assert_int_equal(atomic_load(&rcs[3]), 1);
+  char *g = th_get(b, "c", "x1", 0, "k");
+  assert_string_equal(g, "ok2"); /* in order */
+  free(g);
+  assert_null(th_get(b, "c", "s1", 0, "k"));
+  g = th_get(b, "c", "free", 0, "k");
+  assert_string_equal(g, "f");
+  free(g);
+  stead__backend_close(b);
+}
+
 static void test_committer_big_batches(void **state) {
   stead__backend *b = open_pfx("bigbatch", "");
   stead__committer *c;
@@ -661,6 +711,7 @@ int main(void) {
       cmocka_unit_test(test_prefixes_isolated),
       cmocka_unit_test(test_spec_options),
       cmocka_unit_test(test_committer_big_batches),
+      cmocka_unit_test(test_committer_stale_tenure_fails_alone),
       cmocka_unit_test(test_restart_and_down),
   };
   return cmocka_run_group_tests_name("postgres", tests, NULL, NULL);

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `make faults`: the single-node fault campaigns (tests/faults/campaign.c),
+# long version: each of kill9, diskfull, pg and clock runs for
+# FAULT_SECONDS (default 60) with FAULT_THREADS client threads (default 4),
+# repeated FAULT_RUNS times (default 1). Prints one line per campaign run
+# (requests sent, acknowledged, failed retryable, unknown, lost,
+# duplicates) and fails on any invariant violation. The short version runs
+# in `make test` as the ctest tests faults_* (label slow).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build/release}
+secs=${FAULT_SECONDS:-60}
+threads=${FAULT_THREADS:-4}
+runs=${FAULT_RUNS:-1}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j "$(nproc)" --target faults_campaign stead >/dev/null
+bin="$build/tests/faults/faults_campaign"
+fail=0
+for r in $(seq 1 "$runs"); do
+  for c in ${FAULT_CAMPAIGNS:-kill9 diskfull pg clock}; do
+    "$bin" "$c" --seconds "$secs" --threads "$threads" || fail=1
+  done
+done
+exit $fail
