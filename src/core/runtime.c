@@ -664,15 +664,16 @@ int stead_close(stead_rt *rt) {
   /* Wait for API calls that passed the closing check to finish enqueuing. */
   while (atomic_load(&rt->api_refs) > 0)
     sched_yield();
+  /* Connections close first (GOING_AWAY): their objects' on_conn_close
+   * turns are queued while the node still owns its shards, and run in
+   * the drains below. */
+  stead__conn_rt_close(rt);
   /* A cluster node hands its shards over first, while everything still
    * runs: their turns finish, commits flush, leases are released. */
   stead__cluster_leave(rt);
   stead__timer_cancel(&rt->timers, &rt->sweep_timer);
   /* No alarm fires once closing: pending ones fire after the next open. */
   stead__alarm_rt_stop(rt);
-  /* Connections close first (GOING_AWAY): their objects' on_conn_close
-   * turns run in the drain below. */
-  stead__conn_rt_close(rt);
   /* Drain, answer deferred replies, deactivate; on_deactivate hooks may
    * send more messages, so repeat until nothing is left (bounded). */
   wait_idle(rt);
