@@ -1816,7 +1816,8 @@ int stead_fail_code(stead_ctx *ctx, int code, const char *fmt, ...)
  * stead_conn_send returns STEAD_EOVERLOAD.
  *
  * Cluster: connections are in-process: the client and the object are in
- * the same runtime. See docs/connections.md.
+ * the same runtime (in cluster mode, on the node that owns the object's
+ * shard; elsewhere ENOTOWNER). See docs/connections.md.
  * ====================================================================== */
 
 /* Message flag: the bytes are UTF-8 text (a WebSocket text frame). Without
@@ -1881,11 +1882,13 @@ typedef void (*stead_connect_cb)(stead_conn *conn, int status, const char *reaso
  * rejects it. `meta` (may be NULL when meta_len is 0; copied) goes to
  * on_connect. On 0, *out is the client's end, owned by the caller until
  * stead_conn_close. Errors: EINVAL (bad name or id, NULL on_message or
- * out), ETOOBIG (meta over STEAD_MAX_CONN_META), ENOCLASS, ENOTSUP (the
- * class has no on_connect), EREJECTED (the object refused; stead_errmsg()
- * is its reason), ETOOBIG (the object has STEAD_MAX_CONNS_PER_OBJ open),
- * EOVERLOAD (mailbox full), ETIMEDOUT, ESTORAGE and ECORRUPT (the object
- * could not activate), ECLOSED, ENOMEM, EMISUSE (from a stead thread). */
+ * out), ETOOBIG (meta over STEAD_MAX_CONN_META, or the object already
+ * has STEAD_MAX_CONNS_PER_OBJ open), ENOCLASS, ENOTSUP (the class has no
+ * on_connect), EREJECTED (the object refused; stead_errmsg() is its
+ * reason), EOVERLOAD (mailbox full), ETIMEDOUT, ESTORAGE and ECORRUPT (the
+ * object could not activate), ENOTOWNER (cluster mode: another node owns
+ * the object; connections are not forwarded), ECLOSED, ENOMEM, EMISUSE
+ * (from a stead thread). */
 int stead_connect(stead_rt *rt, const char *cls, const char *id, const void *meta,
                   size_t meta_len, stead_conn_message_fn on_message,
                   stead_conn_close_fn on_close, void *udata, stead_conn **out);
