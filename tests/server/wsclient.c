@@ -70,7 +70,8 @@ static void c_msg(wslay_event_context_ptr ctx,
   it->opcode = a->opcode;
   it->len = a->opcode == WSLAY_CONNECTION_CLOSE ? a->status_code : a->msg_length;
   it->data = malloc(a->msg_length + 1);
-  memcpy(it->data, a->msg, a->msg_length);
+  if (a->msg_length)
+    memcpy(it->data, a->msg, a->msg_length);
   it->data[a->msg_length] = 0;
   if (c->tail)
     c->tail->next = it;
