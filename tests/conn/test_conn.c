@@ -107,7 +107,7 @@ static int room_message(stead_ctx *ctx, stead_conn *conn, const void *data, size
     if (!sep)
       return stead_fail(ctx, "bad to:");
     *sep = 0;
-    char tag[80];
+    char tag[sizeof m + 8];
     snprintf(tag, sizeof tag, "user:%s", m + 3);
     return send_tagged(ctx, tag, sep + 1);
   }
