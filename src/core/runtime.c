@@ -416,10 +416,13 @@ int stead__enqueue_local(stead_rt *rt, const stead__class_rec *c, const char *id
     atomic_fetch_add(&rt->nacts, 1);
     created = true;
   } else if (!bypass_limit && a->queued >= rt->cfg.mailbox_limit) {
+    /* Read under the lock: once it is released the activation may run
+     * or be freed. */
+    size_t queued = a->queued;
     pthread_mutex_unlock(&s->mu);
     return stead__err(STEAD_EOVERLOAD,
-                      "mailbox of %s/%s is full (%zu messages); retry later",
-                      c->cls->name, a->id, a->queued);
+                      "mailbox of %s/%.*s is full (%zu messages); retry later",
+                      c->cls->name, (int)id_len, id, queued);
   }
   stead__mailbox_push(rt, a, m);
   pthread_mutex_unlock(&s->mu);
