@@ -1129,6 +1129,12 @@ static int start_transport(stead__node *n, const stead__node_opts *o) {
   no.url = o->nats_url;
   no.name = o->node_id;
   no.delivery_pool = o->delivery_threads;
+  /* A node lives as long as its process: after nats-server comes back it
+   * must rejoin, however long the outage. With a bounded number of
+   * attempts nats.c closes the connection for good (60 x 250 ms: an outage
+   * of 15 s) and the node stays cut off, alone in its membership view,
+   * until restarted (found by the cluster fault campaign). */
+  no.max_reconnect = -1;
   int rc = stead__nats_open(&no, &n->t);
   if (rc != 0)
     return rc;
