@@ -541,6 +541,11 @@ static void *worker(void *arg) {
 
 void pl_start(pload *l, pcluster *c, const char *prefix, int nobj, int nthreads,
               int timeout_ms) {
+  pl_start_seeded(l, c, prefix, nobj, nthreads, timeout_ms, 0);
+}
+
+void pl_start_seeded(pload *l, pcluster *c, const char *prefix, int nobj, int nthreads,
+                     int timeout_ms, unsigned seed) {
   memset(l, 0, sizeof *l);
   l->c = c;
   l->prefix = prefix;
@@ -554,7 +559,7 @@ void pl_start(pload *l, pcluster *c, const char *prefix, int nobj, int nthreads,
   for (int t = 0; t < nthreads; t++) {
     worker_arg *wa = malloc(sizeof *wa);
     wa->l = l;
-    wa->seed = (unsigned)(t * 7919 + 1);
+    wa->seed = (unsigned)(t * 7919 + 1) + seed * 104729u;
     pthread_create(&l->th[t], NULL, worker, wa);
   }
 }

@@ -141,6 +141,10 @@ typedef struct pload {
  * random up nodes until pl_stop. */
 void pl_start(pload *l, pcluster *c, const char *prefix, int nobj, int nthreads,
               int timeout_ms);
+/* The same, with the threads' random choices (node, object) derived from
+ * `seed` (pl_start uses 0). */
+void pl_start_seeded(pload *l, pcluster *c, const char *prefix, int nobj, int nthreads,
+                     int timeout_ms, unsigned seed);
 void pl_stop(pload *l);
 
 /* Reads every object back and checks: acked <= count <= acked + maybe,
