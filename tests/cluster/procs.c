@@ -308,6 +308,8 @@ outcome pc_counter_call(pclient *h, pcluster *c, int i, const char *id,
   if (status == 504 || /* ETIMEDOUT, EUNKNOWN */
       (status == 503 && (strstr(b.buf, "\"ECLOSED\"") || strstr(b.buf, "\"ESTORAGE\""))))
     return OUT_MAYBE;
+  if (status == 500 && strstr(b.buf, "\"EIO\"") && strstr(b.buf, "cannot publish"))
+    return OUT_EIO;
   return OUT_BAD;
 }
 
@@ -493,6 +495,7 @@ static void record(pload *l, int k, outcome o, long long v, const char *detail) 
     ob->vals[ob->nvals++] = v;
     break;
   case OUT_MAYBE:
+  case OUT_EIO:
     ob->maybe++;
     break;
   case OUT_NOTRUN:
@@ -506,12 +509,14 @@ static void record(pload *l, int k, outcome o, long long v, const char *detail) 
   atomic_long *ctr = o == OUT_OK       ? &l->ok
                      : o == OUT_MAYBE  ? &l->maybe
                      : o == OUT_NOTRUN ? &l->notrun
+                     : o == OUT_EIO    ? &l->eio
                                        : &l->bad;
   atomic_fetch_add(ctr, 1);
-  if (o == OUT_BAD) {
+  if (o == OUT_BAD || o == OUT_EIO) {
+    char *first = o == OUT_BAD ? l->first_bad : l->first_eio;
     pthread_mutex_lock(&l->mu);
-    if (!l->first_bad[0])
-      snprintf(l->first_bad, sizeof l->first_bad, "%s", detail);
+    if (!first[0])
+      snprintf(first, sizeof l->first_bad, "%s", detail);
     pthread_mutex_unlock(&l->mu);
   }
 }
