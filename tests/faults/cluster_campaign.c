@@ -486,6 +486,15 @@ static int parse_faults(campaign *k, const char *list) {
   return n ? 0 : -1;
 }
 
+static int usage(const char *argv0) {
+  fprintf(stderr,
+          "usage: %s [--seconds N] [--seed S] [--nodes 2..%d] [--objects N] "
+          "[--threads 1..32] [--faults kill9,pause,nats,pgrestart,pgterm] "
+          "[--nats-down-min-ms MIN] [--nats-down-ms MAX]\n",
+          argv0, PROCS_MAX_NODES);
+  return 2;
+}
+
 int main(int argc, char **argv) {
   static campaign k; /* large: the load's per-object ledgers hang off it */
   k.seed = (unsigned)time(NULL) ^ ((unsigned)getpid() << 16);
@@ -518,18 +527,14 @@ int main(int argc, char **argv) {
       ok = parse_faults(&k, v) == 0;
     else
       ok = 0;
-    if (!ok || k.seconds < 1 || k.nodes < 2 || k.nodes > PROCS_MAX_NODES ||
-        k.objects < 1 || k.threads < 1 || k.threads > 32 || k.nats_down_min_ms < 0 ||
-        k.nats_down_ms < k.nats_down_min_ms) {
-      fprintf(stderr,
-              "usage: %s [--seconds N] [--seed S] [--nodes 2..%d] [--objects N] "
-              "[--threads 1..32] [--faults kill9,pause,nats,pgrestart,pgterm] "
-              "[--nats-down-min-ms MIN] [--nats-down-ms MAX]\n",
-              argv[0], PROCS_MAX_NODES);
-      return 2;
-    }
+    if (!ok)
+      return usage(argv[0]);
     i++;
   }
+  if (k.seconds < 1 || k.nodes < 2 || k.nodes > PROCS_MAX_NODES || k.objects < 1 ||
+      k.threads < 1 || k.threads > 32 || k.nats_down_min_ms < 0 ||
+      k.nats_down_ms < k.nats_down_min_ms)
+    return usage(argv[0]);
   signal(SIGPIPE, SIG_IGN);
   setvbuf(stdout, NULL, _IOLBF, 0);
   curl_global_init(CURL_GLOBAL_ALL);
