@@ -506,7 +506,7 @@ int main(int argc, char **argv) {
   k.nats_down_ms = 3000;
   for (int f = 0; f < F_KINDS; f++)
     k.enabled[f] = 1;
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc; i += 2) { /* --name value */
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     int ok = v != NULL;
     if (ok && strcmp(argv[i], "--seconds") == 0)
@@ -529,7 +529,6 @@ int main(int argc, char **argv) {
       ok = 0;
     if (!ok)
       return usage(argv[0]);
-    i++;
   }
   if (k.seconds < 1 || k.nodes < 2 || k.nodes > PROCS_MAX_NODES || k.objects < 1 ||
       k.threads < 1 || k.threads > 32 || k.nats_down_min_ms < 0 ||
