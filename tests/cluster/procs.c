@@ -303,10 +303,13 @@ outcome pc_counter_call(pclient *h, pcluster *c, int i, const char *id,
     *value = v;
     return OUT_OK;
   }
-  if (status == 429 || (status == 503 && strstr(b.buf, "\"ENOTOWNER\"")))
+  /* ESTORAGE means rolled back: a commit whose outcome is unknown is
+   * EUNKNOWN (504), so the count must not include it. */
+  if (status == 429 || (status == 503 && (strstr(b.buf, "\"ENOTOWNER\"") ||
+                                          strstr(b.buf, "\"ESTORAGE\""))))
     return OUT_NOTRUN;
   if (status == 504 || /* ETIMEDOUT, EUNKNOWN */
-      (status == 503 && (strstr(b.buf, "\"ECLOSED\"") || strstr(b.buf, "\"ESTORAGE\""))))
+      (status == 503 && strstr(b.buf, "\"ECLOSED\"")))
     return OUT_MAYBE;
   if (status == 500 && strstr(b.buf, "\"EIO\"") && strstr(b.buf, "cannot publish"))
     return OUT_EIO;
