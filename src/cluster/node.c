@@ -734,6 +734,18 @@ static void call_finish(call *c, int status, const char *fmt, ...) {
 
 static void on_call_reply(int status, const void *data, size_t len, void *udata);
 
+/* A publish that failed with EIO (the connection broke while sending, as
+ * when nats-server restarts) may still have reached the owner -- nats.c can
+ * have flushed part of it, or resend it from its reconnect buffer -- so it
+ * is neither "not sent" nor safe to resend: the caller is told the outcome
+ * is unknown. */
+static int publish_outcome(int rc) {
+  if (rc != STEAD_EIO)
+    return rc;
+  return stead__err(STEAD_EUNKNOWN, "the request may or may not have been delivered: %s",
+                    stead_errmsg());
+}
+
 static int call_send(call *c) {
   int64_t left_ms = (c->deadline_ns - stead__mono_ns()) / 1000000;
   if (left_ms <= 0)
@@ -842,8 +854,10 @@ static void *retry_main(void *arg) {
                   "no owner of shard %u accepted the call before its deadline (%d "
                   "attempts)",
                   c->shard, c->attempts);
-    else if (rc != 0)
+    else if (rc != 0) {
+      rc = publish_outcome(rc);
       call_finish(c, rc, "call to shard %u: %s", c->shard, stead_errmsg());
+    }
     pthread_mutex_lock(&n->rmu);
   }
   /* Closing: what waits for a resend ends now. */
@@ -897,8 +911,8 @@ int stead__node_call(stead__node *n, const stead__env *req, int64_t deadline_ms,
   if (rc == 0)
     rc = stead__nats_shard_subject(c->subject, sizeof c->subject, n->deployment,
                                    (uint32_t)s);
-  if (rc == 0)
-    rc = call_send(c);
+  if (rc == 0 && (rc = call_send(c)) != 0 && rc != STEAD_ETIMEDOUT)
+    rc = publish_outcome(rc);
   if (rc != 0) {
     call_free(c);
     return rc == STEAD_ETIMEDOUT ? stead__err(STEAD_EINVAL, "the deadline has passed")
@@ -1129,6 +1143,12 @@ static int start_transport(stead__node *n, const stead__node_opts *o) {
   no.url = o->nats_url;
   no.name = o->node_id;
   no.delivery_pool = o->delivery_threads;
+  /* A node lives as long as its process: after nats-server comes back it
+   * must rejoin, however long the outage. With a bounded number of
+   * attempts nats.c closes the connection for good (60 x 250 ms: an outage
+   * of 15 s) and the node stays cut off, alone in its membership view,
+   * until restarted (found by the cluster fault campaign). */
+  no.max_reconnect = -1;
   int rc = stead__nats_open(&no, &n->t);
   if (rc != 0)
     return rc;

@@ -303,11 +303,16 @@ outcome pc_counter_call(pclient *h, pcluster *c, int i, const char *id,
     *value = v;
     return OUT_OK;
   }
-  if (status == 429 || (status == 503 && strstr(b.buf, "\"ENOTOWNER\"")))
+  /* ESTORAGE means rolled back: a commit whose outcome is unknown is
+   * EUNKNOWN (504), so the count must not include it. */
+  if (status == 429 || (status == 503 && (strstr(b.buf, "\"ENOTOWNER\"") ||
+                                          strstr(b.buf, "\"ESTORAGE\""))))
     return OUT_NOTRUN;
   if (status == 504 || /* ETIMEDOUT, EUNKNOWN */
-      (status == 503 && (strstr(b.buf, "\"ECLOSED\"") || strstr(b.buf, "\"ESTORAGE\""))))
+      (status == 503 && strstr(b.buf, "\"ECLOSED\"")))
     return OUT_MAYBE;
+  if (status == 500 && strstr(b.buf, "\"EIO\"") && strstr(b.buf, "cannot publish"))
+    return OUT_EIO;
   return OUT_BAD;
 }
 
@@ -493,6 +498,7 @@ static void record(pload *l, int k, outcome o, long long v, const char *detail) 
     ob->vals[ob->nvals++] = v;
     break;
   case OUT_MAYBE:
+  case OUT_EIO:
     ob->maybe++;
     break;
   case OUT_NOTRUN:
@@ -506,12 +512,14 @@ static void record(pload *l, int k, outcome o, long long v, const char *detail) 
   atomic_long *ctr = o == OUT_OK       ? &l->ok
                      : o == OUT_MAYBE  ? &l->maybe
                      : o == OUT_NOTRUN ? &l->notrun
+                     : o == OUT_EIO    ? &l->eio
                                        : &l->bad;
   atomic_fetch_add(ctr, 1);
-  if (o == OUT_BAD) {
+  if (o == OUT_BAD || o == OUT_EIO) {
+    char *first = o == OUT_BAD ? l->first_bad : l->first_eio;
     pthread_mutex_lock(&l->mu);
-    if (!l->first_bad[0])
-      snprintf(l->first_bad, sizeof l->first_bad, "%s", detail);
+    if (!first[0])
+      snprintf(first, sizeof l->first_bad, "%s", detail);
     pthread_mutex_unlock(&l->mu);
   }
 }
@@ -541,6 +549,11 @@ static void *worker(void *arg) {
 
 void pl_start(pload *l, pcluster *c, const char *prefix, int nobj, int nthreads,
               int timeout_ms) {
+  pl_start_seeded(l, c, prefix, nobj, nthreads, timeout_ms, 0);
+}
+
+void pl_start_seeded(pload *l, pcluster *c, const char *prefix, int nobj, int nthreads,
+                     int timeout_ms, unsigned seed) {
   memset(l, 0, sizeof *l);
   l->c = c;
   l->prefix = prefix;
@@ -554,7 +567,7 @@ void pl_start(pload *l, pcluster *c, const char *prefix, int nobj, int nthreads,
   for (int t = 0; t < nthreads; t++) {
     worker_arg *wa = malloc(sizeof *wa);
     wa->l = l;
-    wa->seed = (unsigned)(t * 7919 + 1);
+    wa->seed = (unsigned)(t * 7919 + 1) + seed * 104729u;
     pthread_create(&l->th[t], NULL, worker, wa);
   }
 }

@@ -123,8 +123,10 @@ static void finish_load(pcluster *c, pload *l, const char *what) {
   int violations = pl_verify(l, h);
   pclient_free(h);
   char first_bad[512];
-  snprintf(first_bad, sizeof first_bad, "%s", l->first_bad);
-  long bad = atomic_load(&l->bad), ok = atomic_load(&l->ok);
+  snprintf(first_bad, sizeof first_bad, "%s",
+           l->first_bad[0] ? l->first_bad : l->first_eio);
+  /* no nats-server restarts here: a publish failure is unexpected too */
+  long bad = atomic_load(&l->bad) + atomic_load(&l->eio), ok = atomic_load(&l->ok);
   pl_free(l);
   if (bad || violations || ok == 0) {
     pc_stop_all(c);

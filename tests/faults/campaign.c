@@ -13,8 +13,8 @@
  *           of "fill the disk while a writer grows the database, then free
  *           the space", under the same counter load. Also checks that the
  *           node never dies and serves again once space is back.
- * pg        the library in-process on PostgreSQL (`stead serve` does not
- *           take --storage postgres:// in this build), a private server
+ * pg        the library in-process on PostgreSQL (served nodes on
+ *           PostgreSQL: cluster_campaign.c), a private server
  *           started for the run; faults alternate between
  *           pg_terminate_backend of every stead connection and a
  *           PostgreSQL restart (fast or immediate stop).
