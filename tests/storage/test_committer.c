@@ -189,12 +189,15 @@ static void test_failure_fails_whole_batch_only(void **state) {
   static tag tags[5];
   for (int i = 0; i < 5; i++)
     tags[i] = (tag){&r, i};
-  /* Set 0 keeps the committer busy (20 ms) while 1..3 queue into one
-   * batch with the bad set; set 4 goes after the failure. */
-  stead__failbe_set_delay_us(b, 20000);
+  /* Set 0 keeps the committer busy (100 ms) while 1..3 queue into one
+   * batch with the bad set; set 4 goes after the failure. Waiting until
+   * set 0's commit has begun (not a fixed sleep) keeps it alone in its
+   * batch on a loaded machine. */
+  stead__failbe_set_delay_us(b, 100000);
   stead__wset *w0 = mkset("c", 0);
   stead__committer_submit(c, w0, record_cb, &tags[0]);
-  usleep(5000);
+  while (stead__failbe_commits(b) < 1)
+    usleep(100);
   stead__wset *w1 = mkset("c", 1), *w2 = mkset("bad", 2), *w3 = mkset("c", 3);
   stead__committer_submit(c, w1, record_cb, &tags[1]);
   stead__committer_submit(c, w2, record_cb, &tags[2]);
