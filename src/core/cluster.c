@@ -667,11 +667,27 @@ char *stead__cluster_storage_spec(const stead_config *cfg) {
   if (!cfg->cluster_nats || !pg)
     return stead__strdup(spec);
   int ttl = cfg->cluster_lease_ttl_ms > 0 ? cfg->cluster_lease_ttl_ms : 10000;
-  char extra[96] = "";
+  char extra[192] = "";
   size_t n = 0;
   const char *sep = strchr(spec, '?') ? "&" : "?";
+  if (!strstr(spec, "prefix=")) {
+    /* The deployment names its tables as it names its subjects, so two
+     * deployments can share a database: lower case, '-' as '_', a letter
+     * first, at most 39 bytes (the backend's limit). */
+    const char *d = cfg->cluster_deployment ? cfg->cluster_deployment : "stead";
+    char pfx[40];
+    size_t k = 0;
+    if (!((d[0] >= 'a' && d[0] <= 'z') || (d[0] >= 'A' && d[0] <= 'Z')))
+      pfx[k++] = 'd';
+    for (size_t i = 0; d[i] && k < sizeof pfx - 1; i++)
+      pfx[k++] =
+          d[i] == '-' ? '_' : (char)(d[i] >= 'A' && d[i] <= 'Z' ? d[i] + 32 : d[i]);
+    pfx[k] = 0;
+    n += (size_t)snprintf(extra, sizeof extra, "%sprefix=%s", sep, pfx);
+    sep = "&";
+  }
   if (!strstr(spec, "lock_timeout_ms=")) {
-    n += (size_t)snprintf(extra, sizeof extra, "%slock_timeout_ms=%d", sep,
+    n += (size_t)snprintf(extra + n, sizeof extra - n, "%slock_timeout_ms=%d", sep,
                           ttl / 3 > 0 ? ttl / 3 : 1);
     sep = "&";
   }

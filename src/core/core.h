@@ -437,9 +437,10 @@ void stead__alarm_rt_own(stead_rt *rt, uint32_t shard, bool own);
  * single node (rt->cluster NULL). */
 typedef struct stead__cluster stead__cluster;
 /* The storage spec to open (malloc'd; NULL if out of memory): cfg's, and
- * in cluster mode on PostgreSQL with lock and idle-transaction timeouts
- * derived from the lease ttl unless the spec sets them, so a node stalled
- * mid-commit cannot hold the lease rows of other nodes past a tenure. */
+ * in cluster mode on PostgreSQL, unless the spec sets them: the table
+ * prefix from the deployment name, and lock and idle-transaction timeouts
+ * derived from the lease ttl, so a node stalled mid-commit cannot hold the
+ * lease rows of other nodes past a tenure. */
 char *stead__cluster_storage_spec(const stead_config *cfg);
 /* Before the alarm scheduler: validates the cluster config, prepares the
  * shard function and the keeper thread. Errors: EINVAL, ENOMEM, EIO. */

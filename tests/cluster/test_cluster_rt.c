@@ -303,9 +303,16 @@ static void test_config_errors(void **state) {
   c.cluster_node_id = "x";
   c.cluster_lease_ttl_ms = 1500;
   c.storage = "postgres://h/db";
+  c.cluster_deployment = "Prod-EU";
   char *sp = stead__cluster_storage_spec(&c);
-  assert_string_equal(sp, "postgres://h/db?lock_timeout_ms=500&idle_tx_timeout_ms=750");
+  assert_string_equal(
+      sp, "postgres://h/db?prefix=prod_eu&lock_timeout_ms=500&idle_tx_timeout_ms=750");
   free(sp);
+  c.cluster_deployment = "9lives";
+  sp = stead__cluster_storage_spec(&c);
+  assert_non_null(strstr(sp, "?prefix=d9lives&"));
+  free(sp);
+  c.cluster_deployment = NULL;
   c.storage = "postgres://h/db?prefix=p&lock_timeout_ms=9";
   sp = stead__cluster_storage_spec(&c);
   assert_string_equal(
