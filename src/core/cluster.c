@@ -170,10 +170,11 @@ static void refresh_run(stead__cluster *cl) {
 
 /* ---- forwarding ------------------------------------------------------ */
 
-/* The absolute wall deadline of a monotonic one. */
+/* The absolute wall deadline of a monotonic one, rounded up (a call with
+ * half a millisecond left still has a future deadline), or 0 if passed. */
 static int64_t wall_deadline(int64_t deadline_ns) {
-  int64_t left_ms = (deadline_ns - stead__mono_ns()) / 1000000;
-  return stead__wall_ms() + (left_ms > 0 ? left_ms : 0);
+  int64_t left_ns = deadline_ns - stead__mono_ns();
+  return left_ns > 0 ? stead__wall_ms() + (left_ns + 999999) / 1000000 : 0;
 }
 
 /* A forwarded call's completion: its call (one reference), or NULL for a
@@ -228,6 +229,9 @@ static int forward(stead_rt *rt, const char *cls, const char *id, const char *me
   e.payload_len = len;
   int64_t deadline = call ? wall_deadline(call->deadline_ns)
                           : stead__wall_ms() + rt->cfg.default_timeout_ms;
+  if (!deadline)
+    return stead__err(STEAD_ETIMEDOUT, "deadline exceeded before %s/%s was reached", cls,
+                      id);
   fwd *f = calloc(1, sizeof *f);
   if (!f)
     return stead__err(STEAD_ENOMEM, "out of memory forwarding to %s/%s", cls, id);
@@ -241,7 +245,7 @@ static int forward(stead_rt *rt, const char *cls, const char *id, const char *me
     if (call)
       stead__call_unref(call);
     free(f);
-    if (rc == STEAD_EINVAL && call && stead__mono_ns() >= call->deadline_ns)
+    if (rc == STEAD_EINVAL && deadline <= stead__wall_ms())
       return stead__err(STEAD_ETIMEDOUT, "deadline exceeded before %s/%s was reached",
                         cls, id);
     return rc;
