@@ -515,9 +515,17 @@ void stead__objstore_on_durable(stead__objstore *os, stead__wset *ws) {
       while ((n = stead__omap_seek(&os->cache, &b, 1, STEAD__SEEK_GE)) && n->key[0] == b)
         stead__omap_del(&os->cache, n->key, n->klen);
     }
+    /* A durable delete leaves nothing to cache: the backend no longer has
+     * the key. Caching its tombstone made an object that keeps writing
+     * new keys and trimming old ones (a chat history) grow by every
+     * deleted key, up to max_cache (the soak showed it). */
     for (stead__onode *e = stead__omap_seek(&ws->kv, NULL, 0, STEAD__SEEK_GE); e;
-         e = stead__omap_seek(&ws->kv, e->key, e->klen, STEAD__SEEK_GT))
-      cache_put(os, e->key, e->klen, e->val, e->vlen, e->flags);
+         e = stead__omap_seek(&ws->kv, e->key, e->klen, STEAD__SEEK_GT)) {
+      if (e->flags & STEAD__TOMB)
+        stead__omap_del(&os->cache, e->key, e->klen);
+      else
+        cache_put(os, e->key, e->klen, e->val, e->vlen, e->flags);
+    }
     stead__wset_unref(ws);
   }
   pthread_mutex_unlock(&os->mu);

@@ -279,6 +279,30 @@ static void test_limits(void **state) {
   stead__objstore_turn_end(x->os, 0, &ws);
 }
 
+/* An object that writes new keys and deletes old ones (a bounded history)
+ * keeps a bounded cache: durable deletes leave no tombstones behind. */
+static void test_deleted_keys_leave_cache(void **state) {
+  fx *x = *state;
+  char k[16], old[16];
+  size_t after_warmup = 0;
+  for (int i = 0; i < 400; i++) {
+    stead__objstore_turn_begin(x->os);
+    snprintf(k, sizeof k, "m%05d", i);
+    assert_int_equal(put(x->os, k, "text"), 0);
+    if (i >= 10) {
+      snprintf(old, sizeof old, "m%05d", i - 10);
+      assert_int_equal(del(x->os, old), 0);
+    }
+    commit_turn(x);
+    if (i == 50)
+      after_warmup = stead__objstore_cache_bytes(x->os);
+  }
+  assert_true(after_warmup > 0);
+  assert_int_equal(stead__objstore_cache_bytes(x->os), after_warmup);
+  expect(x->os, "m00389", NULL); /* deleted: read from the backend */
+  expect(x->os, "m00399", "text");
+}
+
 static void test_hibernate(void **state) {
   fx *x = *state;
   stead__objstore_turn_begin(x->os);
@@ -324,6 +348,7 @@ int main(void) {
       T(test_list_delete_all_merge),
       T(test_on_failed_drops_later),
       T(test_limits),
+      T(test_deleted_keys_leave_cache),
       T(test_hibernate),
       T(test_alarms_in_set),
   };
