@@ -504,6 +504,40 @@ static void stop_workers(stead_rt *rt) {
   rt->nworkers = 0;
 }
 
+/* How far open_rt got: each stage is undone by open_unwind, in reverse. */
+typedef enum open_stage {
+  UP_NONE,
+  UP_STORE,   /* storage */
+  UP_BUS,     /* + the bus; connections and the cluster tried (both free a
+                 partial open) */
+  UP_THREADS, /* + the timer thread and any workers started */
+  UP_ALARMS,  /* + the alarm scheduler */
+} open_stage;
+
+/* Undoes a failed open_rt from stage `up` down, keeping rc's message. */
+static int open_unwind(stead_rt *rt, open_stage up, int rc) {
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", stead_errmsg());
+  if (up >= UP_ALARMS) {
+    stead__alarm_rt_stop(rt);
+    wait_idle(rt);
+  }
+  if (up >= UP_THREADS) {
+    stop_workers(rt);
+    stead__timerq_stop(&rt->timers);
+  }
+  if (up >= UP_BUS) {
+    stead__cluster_free(rt->cluster);
+    rt->cluster = NULL;
+    stead__conn_rt_free(rt);
+    stead__bus_rt_close(rt);
+  }
+  if (up >= UP_STORE)
+    stead__store_close(rt);
+  rt_free(rt);
+  return stead__err(rc, "%s", msg);
+}
+
 /* *consumed is set once the storage layer has taken man->backend (it
  * closes it itself on a later failure). */
 static int open_rt(const stead_config *cfg_in, const stead__manual *man, stead_rt **out,
@@ -558,63 +592,36 @@ static int open_rt(const stead_config *cfg_in, const stead__manual *man, stead_r
     return stead__err(STEAD_ENOMEM, "out of memory");
   }
   *consumed = true;
-  if ((rc = stead__store_open(rt)) != 0) {
-    rt_free(rt);
-    return rc;
-  }
-  if ((rc = stead__bus_rt_open(rt)) != 0) {
-    stead__store_close(rt);
-    rt_free(rt);
-    return rc;
-  }
+  open_stage up = UP_NONE;
+  if ((rc = stead__store_open(rt)) != 0)
+    goto fail;
+  up = UP_STORE;
+  if ((rc = stead__bus_rt_open(rt)) != 0)
+    goto fail;
+  up = UP_BUS;
   if ((rc = stead__conn_rt_open(rt)) != 0 || (rc = stead__cluster_init(rt)) != 0 ||
-      (rc = stead__timerq_init(&rt->timers, rt)) != 0) {
-    stead__cluster_free(rt->cluster);
-    stead__conn_rt_free(rt);
-    stead__bus_rt_close(rt);
-    stead__store_close(rt);
-    rt_free(rt);
-    return rc;
-  }
+      (rc = stead__timerq_init(&rt->timers, rt)) != 0)
+    goto fail;
+  up = UP_THREADS;
   for (int i = 0; i < rt->cfg.workers && !rt->manual; i++) {
     if (pthread_create(&rt->workers[i], NULL, worker_main, rt) != 0) {
-      stop_workers(rt);
-      stead__timerq_stop(&rt->timers);
-      stead__cluster_free(rt->cluster);
-      stead__conn_rt_free(rt);
-      stead__bus_rt_close(rt);
-      stead__store_close(rt);
-      rt_free(rt);
-      return stead__err(STEAD_EIO, "cannot start worker thread %d", i);
+      rc = stead__err(STEAD_EIO, "cannot start worker thread %d", i);
+      goto fail;
     }
     rt->nworkers++;
   }
-  if ((rc = stead__alarm_rt_open(rt)) != 0) {
-    stop_workers(rt);
-    stead__timerq_stop(&rt->timers);
-    stead__cluster_free(rt->cluster);
-    stead__conn_rt_free(rt);
-    stead__bus_rt_close(rt);
-    stead__store_close(rt);
-    rt_free(rt);
-    return rc;
-  }
-  if ((rc = stead__cluster_join(rt)) != 0) {
-    stead__alarm_rt_stop(rt);
-    wait_idle(rt);
-    stop_workers(rt);
-    stead__timerq_stop(&rt->timers);
-    stead__cluster_free(rt->cluster);
-    stead__bus_rt_close(rt);
-    stead__store_close(rt);
-    rt_free(rt);
-    return rc;
-  }
+  if ((rc = stead__alarm_rt_open(rt)) != 0)
+    goto fail;
+  up = UP_ALARMS;
+  if ((rc = stead__cluster_join(rt)) != 0)
+    goto fail;
   rt->sweep_timer.fn = stead__sweep_tick;
   rt->sweep_timer.arg = rt;
   stead__timer_arm(&rt->timers, &rt->sweep_timer, stead__rt_mono_ns(rt) + 100000000);
   *out = rt;
   return 0;
+fail:
+  return open_unwind(rt, up, rc);
 }
 
 int stead_open(const stead_config *cfg, stead_rt **out) {

@@ -298,6 +298,13 @@ static void test_config_errors(void **state) {
   c.cluster_node_id = NULL;
   assert_int_equal(stead_open(&c, &rt), STEAD_EINVAL);
   assert_null(rt);
+  /* Joining fails late (no nats-server there): everything opened so far
+   * is undone (ASan's leak check watches), and the message says why. */
+  c.cluster_node_id = "x";
+  c.cluster_nats = "nats://127.0.0.1:1";
+  assert_int_equal(stead_open(&c, &rt), STEAD_EIO);
+  assert_non_null(strstr(stead_errmsg(), "NATS"));
+  assert_null(rt);
   /* Cluster mode bounds lock waits and stalled transactions by the lease
    * ttl, unless the spec says otherwise. */
   c.cluster_node_id = "x";
