@@ -16,6 +16,7 @@
 #include "helpers.h"
 #include "pg_helper.h"
 #include "storage/committer.h"
+#include "storage/failbe.h"
 #include "storage/lease.h"
 #include "storage/pg_backend.h"
 
@@ -599,10 +600,23 @@ static void test_committer_stale_tenure_fails_alone(void **state) {
   assert_int_equal(stead__lease_release(b, 1, "a", old), 0);
   assert_int_equal(stead__lease_acquire(b, 1, "b", 60000, &e1), 0); /* old is stale */
   assert_int_equal(stead__lease_acquire(b, 2, "a", 60000, &e2), 0);
+  /* The four sets must form one batch: a first, slow commit (through the
+   * failure injector's delay) keeps the committer busy while they queue.
+   * The wrapper owns b from here on. */
+  stead__backend *fb;
+  assert_int_equal(stead__failbe_wrap(b, &fb), 0);
+  stead__failbe_set_delay_us(fb, 100000);
   stead__committer *c;
-  /* A long delay so the four sets form one batch. */
-  stead__committer_opts co = {.max_batch = 16, .max_delay_us = 200000};
-  assert_int_equal(stead__committer_start(b, &co, &c), 0);
+  stead__committer_opts co = {.max_batch = 16, .max_delay_us = 0};
+  assert_int_equal(stead__committer_start(fb, &co, &c), 0);
+  atomic_int warm;
+  atomic_init(&warm, 0);
+  stead__wset *w = stead__wset_new("c", "warm");
+  assert_int_equal(stead__wset_put(w, 0, "k", 1, "w", 1), 0);
+  assert_int_equal(stead__committer_submit(c, w, rc_cb, &warm), 0);
+  stead__wset_unref(w);
+  while (stead__failbe_commits(fb) < 1)
+    usleep(100);
   atomic_int rcs[4];
   for (int i = 0; i < 4; i++)
     atomic_init(&rcs[i], 0);
@@ -617,8 +631,9 @@ static void test_committer_stale_tenure_fails_alone(void **state) {
   assert_int_equal(stead__committer_flush(c), 0);
   stead__commit_stats st;
   stead__committer_stats(c, &st);
-  assert_int_equal(st.batches, 1); /* they did form one batch */
+  assert_int_equal(st.batches, 2); /* the slow one, then the four together */
   stead__committer_close(c);
+  assert_int_equal(atomic_load(&warm), 1);
   assert_int_equal(atomic_load(&rcs[0]), 1);
   assert_int_equal(atomic_load(&rcs[1]), STEAD_ENOTOWNER);
   assert_int_equal(atomic_load(&rcs[2]), 1);
@@ -630,7 +645,7 @@ static void test_committer_stale_tenure_fails_alone(void **state) {
   g = th_get(b, "c", "free", 0, "k");
   assert_string_equal(g, "f");
   free(g);
-  stead__backend_close(b);
+  stead__backend_close(fb);
 }
 
 static void test_committer_big_batches(void **state) {
