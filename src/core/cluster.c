@@ -48,7 +48,32 @@
 
 #define KIND_HEADER  "x-stead-kind"
 #define TOPIC_HEADER "x-stead-topic"
+#define RID_HEADER   "x-stead-rid" /* "<boot id>:<sequence>": one per forward */
 #define KEEP_POLL_MS 2
+/* Recent forwarded requests and events remembered against duplicates. */
+#define SEEN_WINDOW    4096
+#define SEEN_BUCKETS   8192
+#define SEEN_MAX_REPLY 4096 /* bigger replies are not kept for duplicates */
+#define EVENT_ID_LEN   16   /* an event on the wire: 16-byte id, then payload */
+
+/* A duplicate's replier, waiting for the first copy's outcome. */
+typedef struct seen_wait {
+  struct seen_wait *next;
+  stead__node_replier *r;
+} seen_wait;
+
+/* One remembered request (or event) id. */
+typedef struct seen {
+  uint64_t key; /* 0: free slot */
+  struct seen *hnext;
+  bool done;
+  int status;
+  void *data; /* the reply, if kept */
+  size_t len;
+  bool kept;
+  char *message;
+  seen_wait *waiters;
+} seen;
 
 /* A shard to empty: deactivate its activations of tenure <= epoch (and
  * those not activated yet), then call done (drains only). */
@@ -81,7 +106,22 @@ struct stead__cluster {
   bool refresh_pending;
 
   stead__counter forwarded, forwarded_in, rerouted, fenced, events_in, events_lost;
+  stead__counter duplicates;
+
+  /* Against duplicated deliveries: ids of the last SEEN_WINDOW forwarded
+   * requests and events received, a ring (next evicts) indexed by hash. */
+  pthread_mutex_t seen_mu;
+  seen *ring;
+  seen **buckets;
+  size_t next;
+  bool no_dedup; /* tests: the defence off (stead__manual.no_dedup) */
+  /* This runtime's forwards: "<node>@<boot time>" and a counter. */
+  char boot[STEAD__MAX_NAME + 48];
+  atomic_uint_fast64_t rid_seq;
 };
+
+static uint64_t seen_key(const void *id, size_t len);
+static bool seen_first(stead__cluster *cl, uint64_t key, stead__node_replier *r);
 
 static stead__cluster *cl_of(stead_rt *rt) {
   return rt->cluster;
@@ -125,7 +165,20 @@ void stead__cluster_emit(stead_rt *rt, const char *topic, const void *payload,
   void *n = cl ? atomic_load(&cl->node) : NULL;
   if (!n || atomic_load(&cl->left))
     return;
-  if (cl->ops->emit(n, topic, payload, len) != 0) {
+  /* The id that lets receivers drop a duplicated delivery: this boot's
+   * hash and a sequence number. */
+  uint8_t *framed = malloc(EVENT_ID_LEN + len);
+  int rc = framed ? 0 : stead__err(STEAD_ENOMEM, "out of memory");
+  if (framed) {
+    uint64_t id[2] = {stead__hash64(cl->boot, strlen(cl->boot), 0),
+                      atomic_fetch_add(&cl->rid_seq, 1) + 1};
+    memcpy(framed, id, EVENT_ID_LEN);
+    if (len)
+      memcpy(framed + EVENT_ID_LEN, payload, len);
+    rc = cl->ops->emit(n, topic, framed, EVENT_ID_LEN + len);
+    free(framed);
+  }
+  if (rc != 0) {
     stead__counter_add(&cl->events_lost, 1);
     stead__log(rt, STEAD_LOG_WARN, "event %s not published to the cluster: %s", topic,
                stead_errmsg());
@@ -134,7 +187,14 @@ void stead__cluster_emit(stead_rt *rt, const char *topic, const void *payload,
 
 static void on_event(void *u, const char *topic, const void *payload, size_t len) {
   stead__cluster *cl = u;
-  if (stead__bus_rt_remote(cl->rt, topic, payload, len) != 0)
+  if (len < EVENT_ID_LEN) { /* not from a peer of this version */
+    stead__counter_add(&cl->events_lost, 1);
+    return;
+  }
+  if (!cl->no_dedup && !seen_first(cl, seen_key(payload, EVENT_ID_LEN), NULL))
+    return;
+  const uint8_t *p = payload;
+  if (stead__bus_rt_remote(cl->rt, topic, p + EVENT_ID_LEN, len - EVENT_ID_LEN) != 0)
     stead__counter_add(&cl->events_lost, 1);
   else
     stead__counter_add(&cl->events_in, 1);
@@ -216,8 +276,12 @@ static int forward(stead_rt *rt, const char *cls, const char *id, const char *me
   stead__cluster *cl = cl_of(rt);
   if (atomic_load(&cl->left))
     return stead__err(STEAD_ECLOSED, "the node has left the cluster");
-  stead__env_header h[2];
+  stead__env_header h[3];
   size_t nh = 0;
+  char rid[sizeof cl->boot + 24];
+  snprintf(rid, sizeof rid, "%s:%llu", cl->boot,
+           (unsigned long long)(atomic_fetch_add(&cl->rid_seq, 1) + 1));
+  h[nh++] = (stead__env_header){RID_HEADER, rid};
   if (kind)
     h[nh++] = (stead__env_header){KIND_HEADER, kind};
   if (topic)
@@ -382,15 +446,136 @@ int stead__cluster_enqueue(stead_rt *rt, const stead__class_rec *c, const char *
 
 /* ---- serving forwarded requests -------------------------------------- */
 
+/* Duplicates. A transport may deliver one forwarded message twice (a
+ * retried publish, a redelivery); running it twice would apply a write
+ * twice. Each forward carries a request id (RID_HEADER, each event a
+ * 16-byte id), and the receiver remembers the last SEEN_WINDOW ids: a
+ * duplicate of a request still running waits for the first copy's
+ * outcome, one of a finished request gets that outcome again (if the reply
+ * was small enough to keep; else ETIMEDOUT, "may have run"), and a
+ * duplicate event is dropped. docs/cluster.md, "Duplicates". */
+
+static uint64_t seen_key(const void *id, size_t len) {
+  uint64_t k = stead__hash64(id, len, 0x5EE4);
+  return k ? k : 1;
+}
+
+static seen **seen_find(stead__cluster *cl, uint64_t key) {
+  seen **p = &cl->buckets[key % SEEN_BUCKETS];
+  while (*p && (*p)->key != key)
+    p = &(*p)->hnext;
+  return p;
+}
+
+/* Frees the oldest entry's slot (seen_mu held); returns its waiters. */
+static seen_wait *seen_evict(stead__cluster *cl, seen *e) {
+  seen_wait *w = e->waiters;
+  if (e->key) {
+    seen **p = seen_find(cl, e->key);
+    if (*p)
+      *p = e->hnext;
+  }
+  free(e->data);
+  free(e->message);
+  memset(e, 0, sizeof *e);
+  return w;
+}
+
+static void answer_waiters(stead__cluster *cl, seen_wait *w, int status, const void *data,
+                           size_t len, const char *message) {
+  while (w) {
+    seen_wait *next = w->next;
+    cl->ops->respond(cl->node, w->r, status, data, len, message);
+    free(w);
+    w = next;
+  }
+}
+
+/* Whether the message with id `key` is new (true: run it; recorded as
+ * running) or a duplicate (false: `r`, if any, was answered or will be
+ * with the first copy's outcome). */
+static bool seen_first(stead__cluster *cl, uint64_t key, stead__node_replier *r) {
+  pthread_mutex_lock(&cl->seen_mu);
+  seen *e = *seen_find(cl, key);
+  if (!e) {
+    seen *slot = &cl->ring[cl->next];
+    cl->next = (cl->next + 1) % SEEN_WINDOW;
+    seen_wait *old = seen_evict(cl, slot);
+    slot->key = key;
+    slot->hnext = cl->buckets[key % SEEN_BUCKETS];
+    cl->buckets[key % SEEN_BUCKETS] = slot;
+    pthread_mutex_unlock(&cl->seen_mu);
+    answer_waiters(cl, old, STEAD_ETIMEDOUT, NULL, 0,
+                   "a duplicate of a request that ran too long to be answered");
+    return true;
+  }
+  stead__counter_add(&cl->duplicates, 1);
+  if (!r) {
+    pthread_mutex_unlock(&cl->seen_mu);
+    return false;
+  }
+  seen_wait *w = e->done ? NULL : malloc(sizeof *w);
+  if (w) {
+    *w = (seen_wait){e->waiters, r};
+    e->waiters = w;
+    pthread_mutex_unlock(&cl->seen_mu);
+    return false;
+  }
+  int status = e->done && !e->kept && e->status == 0 ? STEAD_ETIMEDOUT : e->status;
+  void *data = NULL;
+  size_t len = e->kept ? e->len : 0;
+  char *msg = e->message ? stead__strdup(e->message) : NULL;
+  if (!e->done)
+    status = STEAD_ETIMEDOUT; /* no memory to wait: "may have run" */
+  else if (len && (data = malloc(len)) != NULL)
+    memcpy(data, e->data, len);
+  else if (len)
+    status = STEAD_ETIMEDOUT;
+  pthread_mutex_unlock(&cl->seen_mu);
+  cl->ops->respond(cl->node, r, status, data, data ? len : 0,
+                   msg ? msg
+                       : (status ? "a duplicate of a request already answered" : NULL));
+  free(data);
+  free(msg);
+  return false;
+}
+
+/* The first copy of `key` finished: remember the outcome, answer the
+ * duplicates that waited for it. */
+static void seen_done(stead__cluster *cl, uint64_t key, int status, const void *data,
+                      size_t len, const char *message) {
+  pthread_mutex_lock(&cl->seen_mu);
+  seen *e = *seen_find(cl, key);
+  seen_wait *w = NULL;
+  if (e) {
+    e->done = true;
+    e->status = status;
+    if (len <= SEEN_MAX_REPLY && (len == 0 || (e->data = malloc(len)) != NULL)) {
+      if (len)
+        memcpy(e->data, data, len);
+      e->len = len;
+      e->kept = true;
+    }
+    e->message = message ? stead__strdup(message) : NULL;
+    w = e->waiters;
+    e->waiters = NULL;
+  }
+  pthread_mutex_unlock(&cl->seen_mu);
+  answer_waiters(cl, w, status, data, len, message);
+}
+
 /* A request from another node being served: answered exactly once,
  * through the node that handed it in. */
 typedef struct inreq {
   stead__cluster *cl;
   stead__node_replier *r; /* NULL for a one-way */
+  uint64_t key;           /* its id (seen_*), 0 if it carried none */
 } inreq;
 
 static void answer(inreq *q, int status, const void *data, size_t len,
                    const char *message) {
+  if (q->key)
+    seen_done(q->cl, q->key, status, data, len, message);
   if (q->r)
     q->cl->ops->respond(q->cl->node, q->r, status, data, len, message);
   free(q);
@@ -488,7 +673,15 @@ static void on_handle(void *u, const stead__env *env, stead__node_replier *r) {
       cl->ops->respond(cl->node, r, STEAD_ENOMEM, NULL, 0, "out of memory");
     return;
   }
-  *q = (inreq){cl, r};
+  *q = (inreq){cl, r, 0};
+  const char *rid = stead__env_header_get(env, RID_HEADER);
+  if (rid && !cl->no_dedup) {
+    q->key = seen_key(rid, strlen(rid));
+    if (!seen_first(cl, q->key, r)) {
+      free(q);
+      return;
+    }
+  }
   const stead__class_rec *c = stead__class_find(rt, env->cls);
   if (!c) {
     /* The sender knows the class, so the nodes' class sets differ: this
@@ -802,6 +995,18 @@ int stead__cluster_init(stead_rt *rt) {
   cl->seed = cfg->cluster_seed ? stead__strdup(cfg->cluster_seed) : NULL;
   pthread_mutex_init(&cl->mu, NULL);
   pthread_cond_init(&cl->cv, NULL);
+  pthread_mutex_init(&cl->seen_mu, NULL);
+  cl->ring = calloc(SEEN_WINDOW, sizeof *cl->ring);
+  cl->buckets = calloc(SEEN_BUCKETS, sizeof *cl->buckets);
+  cl->no_dedup = rt->manual && rt->manual->no_dedup;
+  /* A boot id unique per runtime incarnation: a restarted node's
+   * request ids must not collide with its previous life's. */
+  snprintf(cl->boot, sizeof cl->boot, "%s@%lld.%lld", cfg->cluster_node_id,
+           (long long)stead__rt_now_ms(rt), (long long)(stead__mono_ns() % 1000000000));
+  if (!cl->ring || !cl->buckets) {
+    stead__cluster_free(cl);
+    return stead__err(STEAD_ENOMEM, "out of memory");
+  }
   cl->ops = simulated ? NULL : &stead__node_real_ops;
   if (!rt->manual && pthread_create(&cl->keeper, NULL, keeper_main, cl) != 0) {
     stead__cluster_free(cl);
@@ -886,6 +1091,12 @@ void stead__cluster_free(stead__cluster *cl) {
     cl->tasks = t->next;
     free(t);
   }
+  for (size_t i = 0; cl->ring && i < SEEN_WINDOW; i++)
+    answer_waiters(cl, seen_evict(cl, &cl->ring[i]), STEAD_ECLOSED, NULL, 0,
+                   "the node closed");
+  free(cl->ring);
+  free(cl->buckets);
+  pthread_mutex_destroy(&cl->seen_mu);
   pthread_mutex_destroy(&cl->mu);
   pthread_cond_destroy(&cl->cv);
   free(cl->remaining);
@@ -953,6 +1164,9 @@ int stead__cluster_metrics(stead_rt *rt, stead__buf *b) {
   rc |= metric(b, "stead_cluster_events_lost_total", "counter",
                "Bus events not published to, or not taken from, the cluster.",
                (double)stead__counter_get(&cl->events_lost));
+  rc |= metric(b, "stead_cluster_duplicates_total", "counter",
+               "Forwarded requests and events received twice and not run again.",
+               (double)stead__counter_get(&cl->duplicates));
   rc |= metric(b, "stead_cluster_fenced_total", "counter",
                "Activations stopped because their lease tenure ended.",
                (double)stead__counter_get(&cl->fenced));

@@ -252,6 +252,9 @@ typedef struct stead__manual {
    * any callback before it returns. Returns 0 or an error for stead_open. */
   int (*node_open)(void *u, stead_rt *rt, const struct stead__node_runtime *cb,
                    const struct stead__node_ops **ops, void **self);
+  /* Tests: the cluster's defence against duplicated deliveries is off
+   * (cluster.c), to prove the simulation catches a write applied twice. */
+  bool no_dedup;
 } stead__manual;
 
 /* stead_open in manual mode: `man` is copied; cfg->alarm_manual is
