@@ -86,6 +86,7 @@ typedef struct pcall {
   int64_t deadline_ms;
   int64_t retry_at_ms; /* > 0: refused, waiting to go again */
   int backoff_ms;
+  int attempt; /* answers to earlier attempts are stale */
   stead__node_call_fn cb;
   void *udata;
 } pcall;
@@ -113,7 +114,7 @@ typedef enum { M_REQ, M_REP, M_EVT } mkind;
 typedef struct nmsg {
   struct nmsg *next;
   mkind kind;
-  int src, dst, dst_inc;
+  int src, dst, dst_inc, attempt;
   uint64_t seq, corr;
   int64_t sent_ns;
   stead__buf wire; /* envelope; events: topic, NUL, payload */
@@ -125,7 +126,7 @@ typedef struct chan {
 
 /* The replier handed to handle(): where the answer goes. */
 typedef struct sreply {
-  int caller, caller_inc, responder;
+  int caller, caller_inc, responder, attempt;
   uint64_t corr;
   uint32_t shard;
 } sreply;
@@ -477,6 +478,7 @@ static void call_route(snode *nd, pcall *c) {
     return; /* lost: the call times out */
   }
   m->corr = c->corr;
+  m->attempt = ++c->attempt;
   c->retry_at_ms = 0;
   net_send(s, m);
 }
@@ -525,6 +527,7 @@ static void send_reply(simnet *s, const sreply *q, int status, const void *paylo
     return;
   m->dst_inc = q->caller_inc;
   m->corr = q->corr;
+  m->attempt = q->attempt;
   if (stead__env_encode(&e, MAX_PAYLOAD, STEAD__ENV_INTERNAL, &m->wire) != 0) {
     msg_free(m);
     return;
@@ -539,7 +542,7 @@ static void deliver_request(snode *nd, nmsg *m) {
     check(s, 0, "the network corrupted a request");
     return;
   }
-  sreply q = {m->src, m->dst_inc, nd->idx, env.corr, env.shard};
+  sreply q = {m->src, m->dst_inc, nd->idx, m->attempt, env.corr, env.shard};
   q.caller_inc = s->n[m->src].incarnation;
   if (!node_owns(nd, env.shard)) {
     send_reply(s, &q, STEAD_ENOTOWNER, NULL, 0, "not the owner of this shard");
@@ -558,8 +561,8 @@ static void deliver_reply(snode *nd, nmsg *m) {
   pcall *c = NULL;
   for (c = nd->calls; c && c->corr != m->corr; c = c->next)
     ;
-  if (!c || c->retry_at_ms)
-    return; /* answered already (a duplicate), or given up on */
+  if (!c || c->retry_at_ms || c->attempt != m->attempt)
+    return; /* answered already (a duplicate), or a stale attempt's answer */
   stead__env env;
   if (stead__env_decode(m->wire.data, m->wire.len, MAX_PAYLOAD, 0, &env) != 0) {
     check(s, 0, "the network corrupted a reply");
@@ -620,8 +623,9 @@ static int net_step(simnet *s, int faults) {
   if (faults && chance(s, s->dup_permille)) {
     nmsg *d = calloc(1, sizeof *d);
     if (d && stead__buf_append(&d->wire, m->wire.data, m->wire.len) == 0) {
-      *d = (nmsg){NULL,   m->kind, m->src,     m->dst, m->dst_inc,
-                  m->seq, m->corr, m->sent_ns, d->wire};
+      stead__buf w = d->wire;
+      *d = *m;
+      d->wire = w;
       chan_push(ch, d);
       s->r->net_duplicated++;
     } else if (d) {
@@ -727,7 +731,7 @@ static int op_call(void *self, const stead__env *req, int64_t deadline_ms,
     free(c);
     return rc;
   }
-  *c = (pcall){nd->calls, e.corr, e.shard, c->wire, deadline_ms, 0, 10, cb, udata};
+  *c = (pcall){nd->calls, e.corr, e.shard, c->wire, deadline_ms, 0, 10, 0, cb, udata};
   nd->calls = c;
   call_route(nd, c);
   return 0;
