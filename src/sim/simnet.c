@@ -94,7 +94,7 @@ typedef struct pcall {
 typedef struct snode {
   simnet *net;
   int idx;
-  char id[8];
+  char id[16];
   stead_rt *rt;
   stead__backend *be; /* the runtime's store handle (it owns it) */
   stead__node_runtime cb;
@@ -1051,7 +1051,7 @@ typedef struct fifo_rec {
 static void fifo_applied(void *arg) {
   fifo_rec *f = arg;
   simnet *s = f->s;
-  char rcv[8];
+  char rcv[16];
   snprintf(rcv, sizeof rcv, "q%d", f->r);
   uint64_t cur = stamp(s, f->si < NSND ? f->sender : NULL, rcv);
   if (f->stamp == cur && s->last_stamp[f->si][f->r] == cur)
