@@ -43,7 +43,7 @@ crash-test: build
 # SEED=S alone (with TRACE=1 to print its trace); STEPS=K steps per seed.
 sim: build
 	@$(BUILD)/tests/sim/stead-sim $(if $(SEED),--seed $(SEED),--seeds $${SEEDS:-100}) \
-	  --steps $${STEPS:-2000} $(if $(TRACE),--trace)
+	  --steps $${STEPS:-2000} $(if $(TRACE),--trace) $(if $(CLUSTER),--cluster)
 
 format:
 	@git ls-files '*.c' '*.h' '*.cpp' | xargs clang-format -i

@@ -1345,3 +1345,67 @@ void stead__node_close(stead__node *n) {
     stead__nats_unserve(n->anchor);
   node_free(n);
 }
+
+/* ---- the runtime's seam (node.h) ---------------------------------------- */
+
+static int ops_owns(void *self, uint32_t shard) {
+  return stead__node_owns(self, shard);
+}
+
+static int ops_owner_epoch(void *self, uint32_t shard, uint64_t *epoch) {
+  return stead__node_owner_epoch(self, shard, epoch);
+}
+
+static int ops_route(void *self, const char *cls, const char *id,
+                     stead__node_route_info *out) {
+  return stead__node_route(self, cls, id, out);
+}
+
+static int ops_call(void *self, const stead__env *req, int64_t deadline_ms,
+                    stead__node_call_fn cb, void *udata) {
+  return stead__node_call(self, req, deadline_ms, cb, udata);
+}
+
+static int ops_respond(void *self, stead__node_replier *r, int status,
+                       const void *payload, size_t len, const char *message) {
+  (void)self;
+  return stead__node_respond(r, status, payload, len, message);
+}
+
+static int ops_emit(void *self, const char *topic, const void *payload, size_t len) {
+  return stead__node_emit(self, topic, payload, len);
+}
+
+static int ops_status_get(void *self, stead__node_status **out) {
+  return stead__node_status_get(self, out);
+}
+
+static void ops_leave(void *self) {
+  stead__node_leave(self);
+}
+
+static void ops_close(void *self) {
+  stead__node_close(self);
+}
+
+static int ops_send(void *self, const char *node_id, const stead__env *env) {
+  return stead__node_send(self, node_id, env);
+}
+
+static const char *ops_id(void *self) {
+  return stead__node_id(self);
+}
+
+const stead__node_ops stead__node_real_ops = {
+    .owns = ops_owns,
+    .owner_epoch = ops_owner_epoch,
+    .route = ops_route,
+    .call = ops_call,
+    .respond = ops_respond,
+    .emit = ops_emit,
+    .status_get = ops_status_get,
+    .leave = ops_leave,
+    .close = ops_close,
+    .send = ops_send,
+    .id = ops_id,
+};

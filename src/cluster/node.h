@@ -226,6 +226,35 @@ typedef stead_cluster_status stead__node_status;
 /* Errors: EINVAL, ENOMEM. Thread-safe. */
 int stead__node_status_get(stead__node *n, stead__node_status **out);
 
+/* ---- the seam the runtime calls through ---- */
+
+/* What the runtime (src/core/cluster.c) needs of a node, as functions of
+ * an opaque `self`: the real node below (stead__node_real_ops, self a
+ * stead__node) by default, or a simulated one (src/sim/simnet.c) that the
+ * deterministic simulation supplies through stead__manual. Each entry
+ * behaves as the stead__node_* function of the same name documented above
+ * (respond answers a replier that this node's handle() passed in). A
+ * simulated node delivers the stead__node_runtime callbacks itself, with
+ * the same guarantees. */
+typedef struct stead__node_ops {
+  int (*owns)(void *self, uint32_t shard);
+  int (*owner_epoch)(void *self, uint32_t shard, uint64_t *epoch);
+  int (*route)(void *self, const char *cls, const char *id, stead__node_route_info *out);
+  int (*call)(void *self, const stead__env *req, int64_t deadline_ms,
+              stead__node_call_fn cb, void *udata);
+  int (*respond)(void *self, stead__node_replier *r, int status, const void *payload,
+                 size_t len, const char *message);
+  int (*emit)(void *self, const char *topic, const void *payload, size_t len);
+  int (*status_get)(void *self, stead__node_status **out);
+  void (*leave)(void *self);
+  void (*close)(void *self);
+  int (*send)(void *self, const char *node_id, const stead__env *env);
+  const char *(*id)(void *self);
+} stead__node_ops;
+
+/* The real node's table (self is a stead__node *). */
+extern const stead__node_ops stead__node_real_ops;
+
 /* ---- test hooks ---- */
 
 /* Stops (on = 1) or resumes renewing and acquiring leases, as if the

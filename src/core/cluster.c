@@ -6,7 +6,10 @@
  *
  * The node (src/cluster/node.c) owns membership, leases and the NATS
  * transport; this file is the stead__node_runtime it calls back, plus the
- * hooks the rest of core calls:
+ * hooks the rest of core calls. It reaches the node only through a
+ * stead__node_ops table (node.h): the real node's, or in manual mode a
+ * simulated node's (stead__manual.node_open), so the deterministic
+ * simulation runs this file's routing, forwarding and fencing unchanged.
  *
  *   stead__enqueue  -> stead__cluster_enqueue: a message to an object of a
  *                      shard this node owns goes to the local mailbox; a
@@ -30,7 +33,9 @@
  *
  * Threads: routing runs on any caller's thread; node callbacks on the
  * node's manager and NATS threads; the keeper thread deactivates the
- * activations of drained or lost shards, polling until they are gone.
+ * activations of drained or lost shards, polling until they are gone. In
+ * manual mode there is no keeper thread: the driver calls
+ * stead__cluster_keeper_step.
  */
 #include "cluster/envelope.h"
 #include "cluster/node.h"
@@ -43,7 +48,32 @@
 
 #define KIND_HEADER  "x-stead-kind"
 #define TOPIC_HEADER "x-stead-topic"
+#define RID_HEADER   "x-stead-rid" /* "<boot id>:<sequence>": one per forward */
 #define KEEP_POLL_MS 2
+/* Recent forwarded requests and events remembered against duplicates. */
+#define SEEN_WINDOW    4096
+#define SEEN_BUCKETS   8192
+#define SEEN_MAX_REPLY 4096 /* bigger replies are not kept for duplicates */
+#define EVENT_ID_LEN   16   /* an event on the wire: 16-byte id, then payload */
+
+/* A duplicate's replier, waiting for the first copy's outcome. */
+typedef struct seen_wait {
+  struct seen_wait *next;
+  stead__node_replier *r;
+} seen_wait;
+
+/* One remembered request (or event) id. */
+typedef struct seen {
+  uint64_t key; /* 0: free slot */
+  struct seen *hnext;
+  bool done;
+  int status;
+  void *data; /* the reply, if kept */
+  size_t len;
+  bool kept;
+  char *message;
+  seen_wait *waiters;
+} seen;
 
 /* A shard to empty: deactivate its activations of tenure <= epoch (and
  * those not activated yet), then call done (drains only). */
@@ -57,7 +87,8 @@ typedef struct keep_task {
 
 struct stead__cluster {
   stead_rt *rt;
-  stead__node *_Atomic node; /* NULL until joined */
+  void *_Atomic node;         /* the node's self; NULL until joined */
+  const stead__node_ops *ops; /* set before node */
   uint32_t nshards;
   char *seed;
   atomic_bool left; /* the node left: nothing routes any more */
@@ -77,7 +108,22 @@ struct stead__cluster {
   bool no_refresh; /* left: the bus may go away */
 
   stead__counter forwarded, forwarded_in, rerouted, fenced, events_in, events_lost;
+  stead__counter duplicates;
+
+  /* Against duplicated deliveries: ids of the last SEEN_WINDOW forwarded
+   * requests and events received, a ring (next evicts) indexed by hash. */
+  pthread_mutex_t seen_mu;
+  seen *ring;
+  seen **buckets;
+  size_t next;
+  bool no_dedup; /* tests: the defence off (stead__manual.no_dedup) */
+  /* This runtime's forwards: "<node>@<boot time>" and a counter. */
+  char boot[STEAD__MAX_NAME + 48];
+  atomic_uint_fast64_t rid_seq;
 };
+
+static uint64_t seen_key(const void *id, size_t len);
+static bool seen_first(stead__cluster *cl, uint64_t key, stead__node_replier *r);
 
 static stead__cluster *cl_of(stead_rt *rt) {
   return rt->cluster;
@@ -98,9 +144,9 @@ int stead__cluster_tenure(stead_rt *rt, const char *cls, const char *id, uint32_
   *epoch = 0;
   if (!cl)
     return 0;
-  stead__node *n = atomic_load(&cl->node);
+  void *n = atomic_load(&cl->node);
   *shard = stead__cluster_shard(rt, cls, id);
-  if (!n || stead__node_owner_epoch(n, *shard, epoch) != 0)
+  if (!n || cl->ops->owner_epoch(n, *shard, epoch) != 0)
     return stead__err(STEAD_ENOTOWNER, "this node holds no lease on shard %u", *shard);
   return 0;
 }
@@ -109,8 +155,8 @@ int stead__cluster_owns(stead_rt *rt, const char *cls, const char *id) {
   stead__cluster *cl = cl_of(rt);
   if (!cl)
     return 1;
-  stead__node *n = atomic_load(&cl->node);
-  return n && stead__node_owns(n, stead__cluster_shard(rt, cls, id));
+  void *n = atomic_load(&cl->node);
+  return n && cl->ops->owns(n, stead__cluster_shard(rt, cls, id));
 }
 
 /* ---- events ----------------------------------------------------------- */
@@ -118,10 +164,23 @@ int stead__cluster_owns(stead_rt *rt, const char *cls, const char *id) {
 void stead__cluster_emit(stead_rt *rt, const char *topic, const void *payload,
                          size_t len) {
   stead__cluster *cl = cl_of(rt);
-  stead__node *n = cl ? atomic_load(&cl->node) : NULL;
+  void *n = cl ? atomic_load(&cl->node) : NULL;
   if (!n || atomic_load(&cl->left))
     return;
-  if (stead__node_emit(n, topic, payload, len) != 0) {
+  /* The id that lets receivers drop a duplicated delivery: this boot's
+   * hash and a sequence number. */
+  uint8_t *framed = malloc(EVENT_ID_LEN + len);
+  int rc = framed ? 0 : stead__err(STEAD_ENOMEM, "out of memory");
+  if (framed) {
+    uint64_t id[2] = {stead__hash64(cl->boot, strlen(cl->boot), 0),
+                      atomic_fetch_add(&cl->rid_seq, 1) + 1};
+    memcpy(framed, id, EVENT_ID_LEN);
+    if (len)
+      memcpy(framed + EVENT_ID_LEN, payload, len);
+    rc = cl->ops->emit(n, topic, framed, EVENT_ID_LEN + len);
+    free(framed);
+  }
+  if (rc != 0) {
     stead__counter_add(&cl->events_lost, 1);
     stead__log(rt, STEAD_LOG_WARN, "event %s not published to the cluster: %s", topic,
                stead_errmsg());
@@ -130,7 +189,14 @@ void stead__cluster_emit(stead_rt *rt, const char *topic, const void *payload,
 
 static void on_event(void *u, const char *topic, const void *payload, size_t len) {
   stead__cluster *cl = u;
-  if (stead__bus_rt_remote(cl->rt, topic, payload, len) != 0)
+  if (len < EVENT_ID_LEN) { /* not from a peer of this version */
+    stead__counter_add(&cl->events_lost, 1);
+    return;
+  }
+  if (!cl->no_dedup && !seen_first(cl, seen_key(payload, EVENT_ID_LEN), NULL))
+    return;
+  const uint8_t *p = payload;
+  if (stead__bus_rt_remote(cl->rt, topic, p + EVENT_ID_LEN, len - EVENT_ID_LEN) != 0)
     stead__counter_add(&cl->events_lost, 1);
   else
     stead__counter_add(&cl->events_in, 1);
@@ -146,8 +212,9 @@ static void refresh_request(stead__cluster *cl, uint32_t shard) {
   pthread_mutex_unlock(&cl->mu);
 }
 
-/* Keeper, cl->mu held on entry and exit. */
-static void refresh_run(stead__cluster *cl) {
+/* Keeper, cl->mu held on entry and exit. Returns the bus's error after
+ * putting the shards back for a later retry. */
+static int refresh_run(stead__cluster *cl) {
   size_t nb = (cl->nshards + 7) / 8;
   memcpy(cl->refresh_work, cl->refresh, nb);
   memset(cl->refresh, 0, nb);
@@ -165,20 +232,18 @@ static void refresh_run(stead__cluster *cl) {
     for (size_t i = 0; i < nb; i++)
       cl->refresh[i] |= cl->refresh_work[i];
     cl->refresh_pending = true;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 1;
-    pthread_cond_timedwait(&cl->cv, &cl->mu, &ts);
+    return STEAD_ESTORAGE;
   }
+  return 0;
 }
 
 /* ---- forwarding ------------------------------------------------------ */
 
 /* The absolute wall deadline of a monotonic one, rounded up (a call with
  * half a millisecond left still has a future deadline), or 0 if passed. */
-static int64_t wall_deadline(int64_t deadline_ns) {
-  int64_t left_ns = deadline_ns - stead__mono_ns();
-  return left_ns > 0 ? stead__wall_ms() + (left_ns + 999999) / 1000000 : 0;
+static int64_t wall_deadline(stead_rt *rt, int64_t deadline_ns) {
+  int64_t left_ns = deadline_ns - stead__rt_mono_ns(rt);
+  return left_ns > 0 ? stead__rt_now_ms(rt) + (left_ns + 999999) / 1000000 : 0;
 }
 
 /* A forwarded call's completion: its call (one reference), or NULL for a
@@ -216,8 +281,12 @@ static int forward(stead_rt *rt, const char *cls, const char *id, const char *me
   stead__cluster *cl = cl_of(rt);
   if (atomic_load(&cl->left))
     return stead__err(STEAD_ECLOSED, "the node has left the cluster");
-  stead__env_header h[2];
+  stead__env_header h[3];
   size_t nh = 0;
+  char rid[sizeof cl->boot + 24];
+  snprintf(rid, sizeof rid, "%s:%llu", cl->boot,
+           (unsigned long long)(atomic_fetch_add(&cl->rid_seq, 1) + 1));
+  h[nh++] = (stead__env_header){RID_HEADER, rid};
   if (kind)
     h[nh++] = (stead__env_header){KIND_HEADER, kind};
   if (topic)
@@ -231,8 +300,8 @@ static int forward(stead_rt *rt, const char *cls, const char *id, const char *me
   e.nheaders = nh;
   e.payload = payload;
   e.payload_len = len;
-  int64_t deadline = call ? wall_deadline(call->deadline_ns)
-                          : stead__wall_ms() + rt->cfg.default_timeout_ms;
+  int64_t deadline = call ? wall_deadline(rt, call->deadline_ns)
+                          : stead__rt_now_ms(rt) + rt->cfg.default_timeout_ms;
   if (!deadline)
     return stead__err(STEAD_ETIMEDOUT, "deadline exceeded before %s/%s was reached", cls,
                       id);
@@ -244,12 +313,12 @@ static int forward(stead_rt *rt, const char *cls, const char *id, const char *me
   snprintf(f->what, sizeof f->what, "%s to %s", kind ? kind : "call", cls);
   if (call)
     atomic_fetch_add(&call->refs, 1);
-  int rc = stead__node_call(cl->node, &e, deadline, fwd_done, f);
+  int rc = cl->ops->call(cl->node, &e, deadline, fwd_done, f);
   if (rc) {
     if (call)
       stead__call_unref(call);
     free(f);
-    if (rc == STEAD_EINVAL && deadline <= stead__wall_ms())
+    if (rc == STEAD_EINVAL && deadline <= stead__rt_now_ms(rt))
       return stead__err(STEAD_ETIMEDOUT, "deadline exceeded before %s/%s was reached",
                         cls, id);
     return rc;
@@ -297,7 +366,7 @@ static void lcall_done(const stead_result *res, void *udata) {
   stead__call *orig = lc->orig;
   int rc = res->status;
   if (rc == STEAD_ENOTOWNER && !atomic_load(&orig->done) &&
-      stead__mono_ns() < orig->deadline_ns) {
+      stead__rt_mono_ns(lc->rt) < orig->deadline_ns) {
     stead__counter_add(&cl_of(lc->rt)->rerouted, 1);
     rc = forward(lc->rt, lc->cls, lc->id, lc->method, NULL, NULL, lc->payload, lc->len,
                  orig);
@@ -317,7 +386,7 @@ static int wrap_local_call(stead_rt *rt, const stead__class_rec *c, const char *
   if (!lc)
     return stead__err(STEAD_ENOMEM, "out of memory");
   stead__call *orig = m->call;
-  int tmo = (int)((orig->deadline_ns - stead__mono_ns()) / 1000000) + 1;
+  int tmo = (int)((orig->deadline_ns - stead__rt_mono_ns(rt)) / 1000000) + 1;
   stead__call *inner =
       stead__call_new(rt, lcall_done, lc, tmo > 0 ? tmo : 1, true, 0, NULL);
   if (!inner) {
@@ -355,7 +424,7 @@ int stead__cluster_enqueue(stead_rt *rt, const stead__class_rec *c, const char *
   if (!atomic_load(&cl->node))
     return stead__err(STEAD_ENOTOWNER, "the node is still joining the cluster");
   stead__node_route_info ri;
-  int rc = stead__node_route(cl->node, cls, id, &ri);
+  int rc = cl->ops->route(cl->node, cls, id, &ri);
   if (rc)
     return rc;
   bool routable = (m->kind == STEAD__MSG_CALL && m->method) ||
@@ -409,7 +478,7 @@ int stead__cluster_conn_request(stead_rt *rt, const char *cls, const char *id,
                       nh);
   if (atomic_load(&cl->left))
     return stead__err(STEAD_ECLOSED, "the node has left the cluster");
-  stead__node *n = atomic_load(&cl->node);
+  void *n = atomic_load(&cl->node);
   if (!n)
     return stead__err(STEAD_ENOTOWNER, "the node is still joining the cluster");
   stead__env_header all[CONN_MAX_HEADERS];
@@ -428,8 +497,8 @@ int stead__cluster_conn_request(stead_rt *rt, const char *cls, const char *id,
   if (!q)
     return stead__err(STEAD_ENOMEM, "out of memory");
   *q = (creq){cb, udata};
-  int rc = stead__node_call(n, &e, stead__wall_ms() + (timeout_ms > 0 ? timeout_ms : 1),
-                            creq_done, q);
+  int rc = cl->ops->call(n, &e, stead__rt_now_ms(rt) + (timeout_ms > 0 ? timeout_ms : 1),
+                         creq_done, q);
   if (rc)
     free(q);
   return rc;
@@ -443,7 +512,7 @@ int stead__cluster_conn_push(stead_rt *rt, const char *node, const char *cls,
     return stead__err(STEAD_EINVAL, "not a cluster node");
   if (atomic_load(&cl->left))
     return stead__err(STEAD_ECLOSED, "the node has left the cluster");
-  stead__node *n = atomic_load(&cl->node);
+  void *n = atomic_load(&cl->node);
   if (!n)
     return stead__err(STEAD_ENOTOWNER, "the node is still joining the cluster");
   stead__env e;
@@ -455,19 +524,22 @@ int stead__cluster_conn_push(stead_rt *rt, const char *node, const char *cls,
   e.nheaders = nh;
   e.payload = payload;
   e.payload_len = len;
-  return stead__node_send(n, node, &e);
+  return cl->ops->send(n, node, &e);
 }
 
 const char *stead__cluster_node_name(stead_rt *rt) {
   stead__cluster *cl = cl_of(rt);
-  stead__node *n = cl ? atomic_load(&cl->node) : NULL;
-  return n ? stead__node_id(n) : "";
+  void *n = cl ? atomic_load(&cl->node) : NULL;
+  return n ? cl->ops->id(n) : "";
 }
+
+typedef struct inreq inreq;
+static void answer(inreq *q, int status, const void *data, size_t len,
+                   const char *message);
 
 static void conn_answer(void *a, int status, const void *data, size_t len,
                         const char *message) {
-  if (a)
-    stead__node_respond(a, status, data, len, message);
+  answer(a, status, data, len, message);
 }
 
 static void on_direct(void *u, const stead__env *env) {
@@ -482,18 +554,152 @@ static void on_members(void *u, const char *const *nodes, size_t n) {
 
 /* ---- serving forwarded requests -------------------------------------- */
 
-static void respond_cb(const stead_result *res, void *udata) {
-  stead__node_respond(udata, res->status, res->data, res->len, res->message);
+/* Duplicates. A transport may deliver one forwarded message twice (a
+ * retried publish, a redelivery); running it twice would apply a write
+ * twice. Each forward carries a request id (RID_HEADER, each event a
+ * 16-byte id), and the receiver remembers the last SEEN_WINDOW ids: a
+ * duplicate of a request still running waits for the first copy's
+ * outcome, one of a finished request gets that outcome again (if the reply
+ * was small enough to keep; else ETIMEDOUT, "may have run"), and a
+ * duplicate event is dropped. docs/cluster.md, "Duplicates". */
+
+static uint64_t seen_key(const void *id, size_t len) {
+  uint64_t k = stead__hash64(id, len, 0x5EE4);
+  return k ? k : 1;
 }
 
-static void respond_err(stead__node_replier *r, int rc) {
-  if (r)
-    stead__node_respond(r, rc, NULL, 0, stead_errmsg());
+static seen **seen_find(stead__cluster *cl, uint64_t key) {
+  seen **p = &cl->buckets[key % SEEN_BUCKETS];
+  while (*p && (*p)->key != key)
+    p = &(*p)->hnext;
+  return p;
+}
+
+/* Frees the oldest entry's slot (seen_mu held); returns its waiters. */
+static seen_wait *seen_evict(stead__cluster *cl, seen *e) {
+  seen_wait *w = e->waiters;
+  if (e->key) {
+    seen **p = seen_find(cl, e->key);
+    if (*p)
+      *p = e->hnext;
+  }
+  free(e->data);
+  free(e->message);
+  memset(e, 0, sizeof *e);
+  return w;
+}
+
+static void answer_waiters(stead__cluster *cl, seen_wait *w, int status, const void *data,
+                           size_t len, const char *message) {
+  while (w) {
+    seen_wait *next = w->next;
+    cl->ops->respond(cl->node, w->r, status, data, len, message);
+    free(w);
+    w = next;
+  }
+}
+
+/* Whether the message with id `key` is new (true: run it; recorded as
+ * running) or a duplicate (false: `r`, if any, was answered or will be
+ * with the first copy's outcome). */
+static bool seen_first(stead__cluster *cl, uint64_t key, stead__node_replier *r) {
+  pthread_mutex_lock(&cl->seen_mu);
+  seen *e = *seen_find(cl, key);
+  if (!e) {
+    seen *slot = &cl->ring[cl->next];
+    cl->next = (cl->next + 1) % SEEN_WINDOW;
+    seen_wait *old = seen_evict(cl, slot);
+    slot->key = key;
+    slot->hnext = cl->buckets[key % SEEN_BUCKETS];
+    cl->buckets[key % SEEN_BUCKETS] = slot;
+    pthread_mutex_unlock(&cl->seen_mu);
+    answer_waiters(cl, old, STEAD_ETIMEDOUT, NULL, 0,
+                   "a duplicate of a request that ran too long to be answered");
+    return true;
+  }
+  stead__counter_add(&cl->duplicates, 1);
+  if (!r) {
+    pthread_mutex_unlock(&cl->seen_mu);
+    return false;
+  }
+  seen_wait *w = e->done ? NULL : malloc(sizeof *w);
+  if (w) {
+    *w = (seen_wait){e->waiters, r};
+    e->waiters = w;
+    pthread_mutex_unlock(&cl->seen_mu);
+    return false;
+  }
+  int status = e->done && !e->kept && e->status == 0 ? STEAD_ETIMEDOUT : e->status;
+  void *data = NULL;
+  size_t len = e->kept ? e->len : 0;
+  char *msg = e->message ? stead__strdup(e->message) : NULL;
+  if (!e->done)
+    status = STEAD_ETIMEDOUT; /* no memory to wait: "may have run" */
+  else if (len && (data = malloc(len)) != NULL)
+    memcpy(data, e->data, len);
+  else if (len)
+    status = STEAD_ETIMEDOUT;
+  pthread_mutex_unlock(&cl->seen_mu);
+  cl->ops->respond(cl->node, r, status, data, data ? len : 0,
+                   msg ? msg
+                       : (status ? "a duplicate of a request already answered" : NULL));
+  free(data);
+  free(msg);
+  return false;
+}
+
+/* The first copy of `key` finished: remember the outcome, answer the
+ * duplicates that waited for it. */
+static void seen_done(stead__cluster *cl, uint64_t key, int status, const void *data,
+                      size_t len, const char *message) {
+  pthread_mutex_lock(&cl->seen_mu);
+  seen *e = *seen_find(cl, key);
+  seen_wait *w = NULL;
+  if (e) {
+    e->done = true;
+    e->status = status;
+    if (len <= SEEN_MAX_REPLY && (len == 0 || (e->data = malloc(len)) != NULL)) {
+      if (len)
+        memcpy(e->data, data, len);
+      e->len = len;
+      e->kept = true;
+    }
+    e->message = message ? stead__strdup(message) : NULL;
+    w = e->waiters;
+    e->waiters = NULL;
+  }
+  pthread_mutex_unlock(&cl->seen_mu);
+  answer_waiters(cl, w, status, data, len, message);
+}
+
+/* A request from another node being served: answered exactly once,
+ * through the node that handed it in. */
+typedef struct inreq {
+  stead__cluster *cl;
+  stead__node_replier *r; /* NULL for a one-way */
+  uint64_t key;           /* its id (seen_*), 0 if it carried none */
+} inreq;
+
+static void answer(inreq *q, int status, const void *data, size_t len,
+                   const char *message) {
+  if (q->key)
+    seen_done(q->cl, q->key, status, data, len, message);
+  if (q->r)
+    q->cl->ops->respond(q->cl->node, q->r, status, data, len, message);
+  free(q);
+}
+
+static void respond_cb(const stead_result *res, void *udata) {
+  answer(udata, res->status, res->data, res->len, res->message);
+}
+
+static void respond_err(inreq *q, int rc) {
+  answer(q, rc, NULL, 0, stead_errmsg());
 }
 
 /* A forwarded send or event: queued, then acknowledged. */
 static void handle_oneway(stead_rt *rt, const stead__class_rec *c, const stead__env *env,
-                          bool event, stead__node_replier *r) {
+                          bool event, inreq *q) {
   const char *topic = stead__env_header_get(env, TOPIC_HEADER);
   const stead_method *meth = event ? NULL : stead__method_find(c, env->method);
   int rc = 0;
@@ -522,31 +728,30 @@ static void handle_oneway(stead_rt *rt, const stead__class_rec *c, const stead__
     else if (!event)
       stead__counter_add(&rt->m.sends, 1);
   }
-  if (r)
-    stead__node_respond(r, rc, NULL, 0, rc ? stead_errmsg() : NULL);
+  answer(q, rc, NULL, 0, rc ? stead_errmsg() : NULL);
 }
 
 static void handle_call(stead_rt *rt, const stead__class_rec *c, const stead__env *env,
-                        stead__node_replier *r) {
+                        inreq *q) {
   const stead_method *meth = stead__method_find(c, env->method);
   if (!meth) {
-    respond_err(r, stead__err(STEAD_ENOMETHOD, "class \"%s\" has no method \"%s\"",
+    respond_err(q, stead__err(STEAD_ENOMETHOD, "class \"%s\" has no method \"%s\"",
                               env->cls, env->method));
     return;
   }
   int64_t dl = stead__env_deadline(env);
-  int64_t tmo = dl ? dl - stead__wall_ms() : rt->cfg.default_timeout_ms;
+  int64_t tmo = dl ? dl - stead__rt_now_ms(rt) : rt->cfg.default_timeout_ms;
   if (tmo <= 0) {
-    respond_err(r, stead__err(STEAD_ETIMEDOUT, "the request expired before it ran"));
+    respond_err(q, stead__err(STEAD_ETIMEDOUT, "the request expired before it ran"));
     return;
   }
   stead__call *call = stead__call_new(
-      rt, respond_cb, r, (int)(tmo > INT32_MAX ? INT32_MAX : tmo), true, 0, NULL);
+      rt, respond_cb, q, (int)(tmo > INT32_MAX ? INT32_MAX : tmo), true, 0, NULL);
   stead__msg *m =
       call ? stead__msg_new(STEAD__MSG_CALL, env->payload, env->payload_len) : NULL;
   if (!m) {
     free(call);
-    respond_err(r, stead__err(STEAD_ENOMEM, "out of memory"));
+    respond_err(q, stead__err(STEAD_ENOMEM, "out of memory"));
     return;
   }
   m->method = meth;
@@ -563,38 +768,53 @@ static void handle_call(stead_rt *rt, const stead__class_rec *c, const stead__en
   if (stead__timer_cancel(&rt->timers, &call->timer))
     stead__call_unref(call);
   stead__msg_free(m);
-  stead__node_respond(r, rc, NULL, 0, why);
+  answer(q, rc, NULL, 0, why);
 }
 
 static void on_handle(void *u, const stead__env *env, stead__node_replier *r) {
   stead__cluster *cl = u;
   stead_rt *rt = cl->rt;
   stead__counter_add(&cl->forwarded_in, 1);
+  inreq *q = malloc(sizeof *q);
+  if (!q) {
+    if (r)
+      cl->ops->respond(cl->node, r, STEAD_ENOMEM, NULL, 0, "out of memory");
+    return;
+  }
+  *q = (inreq){cl, r, 0};
+  const char *rid = stead__env_header_get(env, RID_HEADER);
+  if (rid && !cl->no_dedup) {
+    q->key = seen_key(rid, strlen(rid));
+    if (!seen_first(cl, q->key, r)) {
+      free(q);
+      return;
+    }
+  }
   const stead__class_rec *c = stead__class_find(rt, env->cls);
   if (!c) {
     /* The sender knows the class, so the nodes' class sets differ: this
      * node is starting (classes are registered after stead_open joined) or
      * misconfigured. "Not owner" makes the sender retry until its deadline
      * instead of failing a call that would work a moment later. */
-    respond_err(r, stead__err(STEAD_ENOTOWNER,
+    respond_err(q, stead__err(STEAD_ENOTOWNER,
                               "class \"%s\" is not registered on this node", env->cls));
     return;
   }
   const char *kind = stead__env_header_get(env, KIND_HEADER);
   if (kind && strcmp(kind, "conn-open") == 0)
-    stead__conn_remote_open(rt, c, env, conn_answer, r);
+    stead__conn_remote_open(rt, c, env, conn_answer, q);
   else if (kind && strcmp(kind, "conn") == 0)
-    stead__conn_remote_in(rt, env, conn_answer, r);
+    stead__conn_remote_in(rt, env, conn_answer, q);
   else if (kind && strcmp(kind, "event") == 0)
-    handle_oneway(rt, c, env, true, r);
+    handle_oneway(rt, c, env, true, q);
   else if (kind && strcmp(kind, "send") == 0)
-    handle_oneway(rt, c, env, false, r);
+    handle_oneway(rt, c, env, false, q);
   else if (kind)
-    respond_err(r, stead__err(STEAD_EPROTO, "unknown message kind \"%s\"", kind));
+    respond_err(q, stead__err(STEAD_EPROTO, "unknown message kind \"%s\"", kind));
   else if (!r)
-    handle_oneway(rt, c, env, false, NULL);
+    handle_oneway(rt, c, env, false, q);
   else
-    handle_call(rt, c, env, r);
+    handle_call(rt, c, env, q);
 }
 
 /* ---- activation and fencing ------------------------------------------ */
@@ -604,9 +824,9 @@ int stead__cluster_activate(stead_rt *rt, stead__act *a) {
   if (!cl)
     return 0;
   uint64_t epoch = 0;
-  stead__node *n = atomic_load(&cl->node);
-  if (!n || atomic_load(&cl->left) || !stead__node_owns(n, a->shard) ||
-      stead__node_owner_epoch(n, a->shard, &epoch) != 0)
+  void *n = atomic_load(&cl->node);
+  if (!n || atomic_load(&cl->left) || !cl->ops->owns(n, a->shard) ||
+      cl->ops->owner_epoch(n, a->shard, &epoch) != 0)
     return stead__err(STEAD_ENOTOWNER,
                       "this node does not own shard %u of %s/%s (any more); retry",
                       a->shard, a->crec->cls->name, a->id);
@@ -621,8 +841,8 @@ int stead__cluster_fence(stead_rt *rt, stead__act *a) {
     return 0;
   uint64_t held = 0;
   uint64_t mine = atomic_load(&a->epoch);
-  stead__node *n = atomic_load(&cl->node);
-  if (n && stead__node_owner_epoch(n, a->shard, &held) == 0 && held == mine)
+  void *n = atomic_load(&cl->node);
+  if (n && cl->ops->owner_epoch(n, a->shard, &held) == 0 && held == mine)
     return 0;
   stead__cluster_note_fenced(rt, a);
   return stead__err(STEAD_ENOTOWNER,
@@ -690,54 +910,79 @@ static void keep_scan(stead__cluster *cl, keep_task *tasks) {
   }
 }
 
+/* One pass of the keeper over the tasks it holds (cl->mu held on entry
+ * and exit): asks their activations to go and completes the tasks whose
+ * shard is empty. Returns how many tasks are left. */
+static size_t keeper_pass(stead__cluster *cl) {
+  keep_task *tasks = cl->tasks;
+  cl->tasks = NULL;
+  pthread_mutex_unlock(&cl->mu);
+  keep_scan(cl, tasks);
+  keep_task *left = NULL;
+  size_t nleft = 0;
+  while (tasks) {
+    keep_task *t = tasks;
+    tasks = t->next;
+    if (cl->remaining[t->shard] == 0) {
+      if (t->done)
+        t->done(t->done_arg);
+      free(t);
+    } else {
+      t->next = left;
+      left = t;
+      nleft++;
+    }
+  }
+  pthread_mutex_lock(&cl->mu);
+  if (left) {
+    keep_task **tail = &left;
+    while (*tail)
+      tail = &(*tail)->next;
+    *tail = cl->tasks;
+    cl->tasks = left;
+  }
+  return nleft;
+}
+
+static void wait_ms(stead__cluster *cl, long ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_nsec += ms * 1000000L;
+  ts.tv_sec += ts.tv_nsec / 1000000000L;
+  ts.tv_nsec %= 1000000000L;
+  pthread_cond_timedwait(&cl->cv, &cl->mu, &ts);
+}
+
 static void *keeper_main(void *arg) {
   stead__cluster *cl = arg;
   pthread_mutex_lock(&cl->mu);
   while (!cl->stop || cl->tasks) {
     if (cl->refresh_pending && !cl->stop && !cl->no_refresh) {
-      refresh_run(cl);
+      if (refresh_run(cl) != 0)
+        wait_ms(cl, 1000);
       continue;
     }
     if (!cl->tasks) {
       pthread_cond_wait(&cl->cv, &cl->mu);
       continue;
     }
-    keep_task *tasks = cl->tasks;
-    cl->tasks = NULL;
-    pthread_mutex_unlock(&cl->mu);
-    keep_scan(cl, tasks);
-    keep_task *left = NULL;
-    while (tasks) {
-      keep_task *t = tasks;
-      tasks = t->next;
-      if (cl->remaining[t->shard] == 0) {
-        if (t->done)
-          t->done(t->done_arg);
-        free(t);
-      } else {
-        t->next = left;
-        left = t;
-      }
-    }
-    pthread_mutex_lock(&cl->mu);
-    if (left) {
-      keep_task **tail = &left;
-      while (*tail)
-        tail = &(*tail)->next;
-      *tail = cl->tasks;
-      cl->tasks = left;
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      ts.tv_nsec += KEEP_POLL_MS * 1000000L;
-      if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-      }
-      pthread_cond_timedwait(&cl->cv, &cl->mu, &ts);
-    }
+    if (keeper_pass(cl) > 0)
+      wait_ms(cl, KEEP_POLL_MS);
   }
   pthread_mutex_unlock(&cl->mu);
   return NULL;
+}
+
+int stead__cluster_keeper_step(stead_rt *rt) {
+  stead__cluster *cl = cl_of(rt);
+  if (!cl)
+    return 0;
+  pthread_mutex_lock(&cl->mu);
+  int rc = cl->refresh_pending ? refresh_run(cl) : 0;
+  size_t left = cl->tasks ? keeper_pass(cl) : 0;
+  int pending = left > 0 || cl->refresh_pending;
+  pthread_mutex_unlock(&cl->mu);
+  return rc ? rc : pending;
 }
 
 static void on_acquired(void *u, uint32_t shard, uint64_t epoch) {
@@ -815,7 +1060,11 @@ char *stead__cluster_storage_spec(const stead_config *cfg) {
   return out;
 }
 
-static int check_config(const stead_config *cfg) {
+static int check_config(const stead_config *cfg, bool simulated) {
+  if (simulated) /* the driver's node and backend fence instead */
+    return cfg->cluster_node_id
+               ? 0
+               : stead__err(STEAD_EINVAL, "cluster mode needs cluster_node_id");
   if (strncmp(cfg->cluster_nats, "nats://", 7) != 0 || !cfg->cluster_nats[7])
     return stead__err(STEAD_EINVAL, "cluster_nats \"%s\" is not a nats://host:port URL",
                       cfg->cluster_nats);
@@ -832,9 +1081,10 @@ static int check_config(const stead_config *cfg) {
 
 int stead__cluster_init(stead_rt *rt) {
   const stead_config *cfg = &rt->cfg;
-  if (!cfg->cluster_nats)
+  bool simulated = rt->manual && rt->manual->node_open;
+  if (!cfg->cluster_nats && !simulated)
     return 0;
-  int rc = check_config(cfg);
+  int rc = check_config(cfg, simulated);
   if (rc)
     return rc;
   stead__cluster *cl = calloc(1, sizeof *cl);
@@ -859,11 +1109,24 @@ int stead__cluster_init(stead_rt *rt) {
   cl->seed = cfg->cluster_seed ? stead__strdup(cfg->cluster_seed) : NULL;
   pthread_mutex_init(&cl->mu, NULL);
   pthread_cond_init(&cl->cv, NULL);
-  if (pthread_create(&cl->keeper, NULL, keeper_main, cl) != 0) {
+  pthread_mutex_init(&cl->seen_mu, NULL);
+  cl->ring = calloc(SEEN_WINDOW, sizeof *cl->ring);
+  cl->buckets = calloc(SEEN_BUCKETS, sizeof *cl->buckets);
+  cl->no_dedup = rt->manual && rt->manual->no_dedup;
+  /* A boot id unique per runtime incarnation: a restarted node's
+   * request ids must not collide with its previous life's. */
+  snprintf(cl->boot, sizeof cl->boot, "%s@%lld.%lld", cfg->cluster_node_id,
+           (long long)stead__rt_now_ms(rt), (long long)(stead__mono_ns() % 1000000000));
+  if (!cl->ring || !cl->buckets) {
+    stead__cluster_free(cl);
+    return stead__err(STEAD_ENOMEM, "out of memory");
+  }
+  cl->ops = simulated ? NULL : &stead__node_real_ops;
+  if (!rt->manual && pthread_create(&cl->keeper, NULL, keeper_main, cl) != 0) {
     stead__cluster_free(cl);
     return stead__err(STEAD_EIO, "cannot start the cluster keeper thread");
   }
-  cl->has_keeper = true;
+  cl->has_keeper = !rt->manual;
   rt->cluster = cl;
   return 0;
 }
@@ -873,6 +1136,25 @@ int stead__cluster_join(stead_rt *rt) {
   if (!cl)
     return 0;
   const stead_config *cfg = &rt->cfg;
+  stead__node_runtime cb = {.handle = on_handle,
+                            .drain = on_drain,
+                            .lost = on_lost,
+                            .acquired = on_acquired,
+                            .released = on_released,
+                            .event = on_event,
+                            .direct = on_direct,
+                            .members = on_members,
+                            .udata = cl};
+  if (rt->manual && rt->manual->node_open) {
+    const stead__node_ops *ops = NULL;
+    void *self = NULL;
+    int rc = rt->manual->node_open(rt->manual->u, rt, &cb, &ops, &self);
+    if (rc == 0) {
+      cl->ops = ops;
+      atomic_store(&cl->node, self);
+    }
+    return rc;
+  }
   stead__node_opts o;
   stead__node_opts_init(&o);
   o.deployment = cfg->cluster_deployment ? cfg->cluster_deployment : "stead";
@@ -887,21 +1169,13 @@ int stead__cluster_join(stead_rt *rt) {
     o.lease_ttl_ms = cfg->cluster_lease_ttl_ms;
   if (cfg->cluster_heartbeat_ms)
     o.heartbeat_ms = cfg->cluster_heartbeat_ms;
-  o.rt = (stead__node_runtime){.handle = on_handle,
-                               .drain = on_drain,
-                               .lost = on_lost,
-                               .acquired = on_acquired,
-                               .released = on_released,
-                               .event = on_event,
-                               .direct = on_direct,
-                               .members = on_members,
-                               .udata = cl};
+  o.rt = cb;
   /* Callbacks may come before open returns (acquired() from the manager);
    * they only touch cl and the alarm scheduler, which exist. */
   stead__node *node = NULL;
   int rc = stead__node_open(&o, &node);
   if (rc == 0)
-    atomic_store(&cl->node, node);
+    atomic_store(&cl->node, (void *)node);
   return rc;
 }
 
@@ -911,7 +1185,8 @@ void stead__cluster_leave(stead_rt *rt) {
     return;
   /* Drains every owned shard (turns finish, commits flush, activations go)
    * and releases the leases; afterwards nothing routes here. */
-  stead__node_leave(cl->node);
+  if (cl->node)
+    cl->ops->leave(cl->node);
   atomic_store(&cl->left, true);
   /* The bus closes next: no re-reading of subscriptions from here on
    * (also for a node that died without leaving, whose refresh may still
@@ -933,7 +1208,19 @@ void stead__cluster_free(stead__cluster *cl) {
     pthread_mutex_unlock(&cl->mu);
     pthread_join(cl->keeper, NULL);
   }
-  stead__node_close(cl->node);
+  if (cl->node)
+    cl->ops->close(cl->node);
+  while (cl->tasks) { /* manual mode: nobody waits for them any more */
+    keep_task *t = cl->tasks;
+    cl->tasks = t->next;
+    free(t);
+  }
+  for (size_t i = 0; cl->ring && i < SEEN_WINDOW; i++)
+    answer_waiters(cl, seen_evict(cl, &cl->ring[i]), STEAD_ECLOSED, NULL, 0,
+                   "the node closed");
+  free(cl->ring);
+  free(cl->buckets);
+  pthread_mutex_destroy(&cl->seen_mu);
   pthread_mutex_destroy(&cl->mu);
   pthread_cond_destroy(&cl->cv);
   free(cl->remaining);
@@ -946,7 +1233,9 @@ void stead__cluster_free(stead__cluster *cl) {
 /* ---- status ---------------------------------------------------------- */
 
 struct stead__node *stead__cluster_node(stead_rt *rt) {
-  return rt && rt->cluster ? atomic_load(&rt->cluster->node) : NULL;
+  if (!rt || !rt->cluster || rt->cluster->ops != &stead__node_real_ops)
+    return NULL;
+  return atomic_load(&rt->cluster->node);
 }
 
 int stead_cluster_status_get(stead_rt *rt, stead_cluster_status **out) {
@@ -955,7 +1244,9 @@ int stead_cluster_status_get(stead_rt *rt, stead_cluster_status **out) {
   *out = NULL;
   if (!rt->cluster)
     return stead__err(STEAD_ENOTSUP, "the runtime is not in cluster mode");
-  return stead__node_status_get(rt->cluster->node, out);
+  if (!rt->cluster->node)
+    return stead__err(STEAD_ENOTOWNER, "the node is still joining the cluster");
+  return rt->cluster->ops->status_get(rt->cluster->node, out);
 }
 
 static int metric(stead__buf *b, const char *name, const char *type, const char *help,
@@ -969,7 +1260,9 @@ int stead__cluster_metrics(stead_rt *rt, stead__buf *b) {
   if (!cl)
     return 0;
   stead_cluster_status *st = NULL;
-  int rc = stead__node_status_get(cl->node, &st);
+  if (!cl->node)
+    return 0;
+  int rc = cl->ops->status_get(cl->node, &st);
   if (rc)
     return rc;
   rc = metric(b, "stead_cluster_owned_shards", "gauge",
@@ -995,6 +1288,9 @@ int stead__cluster_metrics(stead_rt *rt, stead__buf *b) {
   rc |= metric(b, "stead_cluster_events_lost_total", "counter",
                "Bus events not published to, or not taken from, the cluster.",
                (double)stead__counter_get(&cl->events_lost));
+  rc |= metric(b, "stead_cluster_duplicates_total", "counter",
+               "Forwarded requests and events received twice and not run again.",
+               (double)stead__counter_get(&cl->duplicates));
   rc |= metric(b, "stead_cluster_fenced_total", "counter",
                "Activations stopped because their lease tenure ended.",
                (double)stead__counter_get(&cl->fenced));

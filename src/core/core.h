@@ -34,6 +34,8 @@
 #define STEAD__STRIPES     256
 #define STEAD__MAX_CLASSES 256
 
+struct stead__node_runtime;
+struct stead__node_ops;
 typedef struct stead__act stead__act;
 typedef struct stead__msg stead__msg;
 typedef struct stead__call stead__call;
@@ -239,6 +241,20 @@ typedef struct stead__manual {
    * open the spec). stead__open_manual takes it over, also when it
    * fails; stead_close closes it. */
   stead__backend *backend;
+  /* Cluster mode on a simulated node (NULL: the real node, when
+   * cfg->cluster_nats is set). When set, the runtime is a cluster node
+   * whatever cfg->cluster_nats says (cfg->cluster_node_id is required,
+   * the storage spec is not checked: the backend must fence commits by
+   * (shard, epoch) itself), and stead_open calls it instead of
+   * stead__node_open, after the alarm scheduler started: `cb` is the
+   * runtime's side (copy it; cb->udata stays valid until ops->close),
+   * *ops and *self receive the node's table and handle. It must not call
+   * any callback before it returns. Returns 0 or an error for stead_open. */
+  int (*node_open)(void *u, stead_rt *rt, const struct stead__node_runtime *cb,
+                   const struct stead__node_ops **ops, void **self);
+  /* Tests: the cluster's defence against duplicated deliveries is off
+   * (cluster.c), to prove the simulation catches a write applied twice. */
+  bool no_dedup;
 } stead__manual;
 
 /* stead_open in manual mode: `man` is copied; cfg->alarm_manual is
@@ -263,6 +279,13 @@ int stead__alarm_rt_run_due(stead_rt *rt);
 /* The runtime's bus in manual mode: runs its oldest queued event (its
  * listeners queue object deliveries); 1 if one ran, 0 if none waited. */
 int stead__bus_rt_run_one(stead_rt *rt);
+/* Cluster mode, manual: one pass of what the keeper thread does -- re-read
+ * subscriptions of acquired shards, ask the activations of drained or
+ * lost shards to deactivate, and report the drains whose shard is empty
+ * (their done() runs here). Returns 1 while work is left for a later
+ * pass, 0 when none is, or a negative code (the subscriptions could not
+ * be re-read; they are retried at the next pass). */
+int stead__cluster_keeper_step(stead_rt *rt);
 
 /* ---- the runtime ---------------------------------------------------- */
 

@@ -534,6 +534,7 @@ static void release_call(stead_rt *rt, stead__act *self, out_item *o) {
     snprintf(why, sizeof why, "%s", stead_errmsg());
     stead__call_complete(c, rc, NULL, 0, why);
     stead__call_unref(c);
+    m->call = NULL; /* answered and released above: msg_free must not again */
     stead__msg_free(m);
   }
 }

@@ -350,7 +350,7 @@ static int open_incarnation(stead__sim *s) {
   cfg.alarm_retry_base_ms = 100;
   cfg.alarm_max_attempts = 4;
   cfg.alarm_window_ms = 10000;
-  stead__manual man = {mono_ns, drain, s, be};
+  stead__manual man = {.mono_ns = mono_ns, .drain = drain, .u = s, .backend = be};
   if ((rc = stead__open_manual(&cfg, &man, &s->rt)) != 0)
     return rc;
   s->incarnation++;

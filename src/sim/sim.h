@@ -45,6 +45,20 @@ uint64_t stead__simdisk_lost(const stead__simdisk *d);
 uint64_t stead__simdisk_failed(const stead__simdisk *d);
 size_t stead__simdisk_unsynced(const stead__simdisk *d);
 
+/* Shared mode (the cluster simulation): one live store for every node,
+ * durability full. fence(u, who, shard, epoch) decides whether node `who`
+ * may commit a write set of tenure (shard, epoch != 0): 0, or non-zero to
+ * refuse the whole batch with ENOTOWNER (as PostgreSQL does). */
+typedef int (*stead__simdisk_fence_fn)(void *u, int who, uint32_t shard, uint64_t epoch);
+/* A handle of node `who` on the disk's shared store (created on first
+ * use). The caller owns the handle; closing it leaves the store. */
+int stead__simbe_open_shared(stead__simdisk *d, int who, stead__simdisk_fence_fn fence,
+                             void *fence_u, stead__backend **out);
+/* Node of handle b was killed: its commits fail from now on. */
+void stead__simbe_kill(stead__backend *b);
+/* The shared store (final checks read it), or NULL before the first handle. */
+stead__backend *stead__simdisk_shared(stead__simdisk *d);
+
 /* ---- a run ------------------------------------------------------------- */
 
 typedef struct stead__sim_opts {
@@ -56,7 +70,15 @@ typedef struct stead__sim_opts {
   int lying_disk;  /* tests: some commits are acknowledged but not written */
   int lease_steps; /* steps of the lease model (lease.c); default 3000 */
   int lease_bug;   /* tests: nodes measure lease validity from the reply */
+  /* stead__simnet_run: 2..4 nodes (0: the seed picks), and a planted bug
+   * for the tests that prove the checks can fail (STEAD__NETBUG_*). */
+  int nodes;
+  int net_bug;
 } stead__sim_opts;
+
+#define STEAD__NETBUG_NO_DEDUP 1 /* the runtime's duplicate defence off */
+#define STEAD__NETBUG_NO_FENCE 2 /* the store accepts stale tenures */
+#define STEAD__NETBUG_REORDER  3 /* the network reorders within a connection */
 
 /* What a run did and found. */
 typedef struct stead__sim_report {
@@ -71,8 +93,13 @@ typedef struct stead__sim_report {
   /* lease model */
   uint64_t lease_epochs, lease_commits, lease_commits_fenced, lease_lost_replies;
   uint64_t lease_kills, lease_joins, lease_pauses;
-  uint64_t checks;     /* invariant checks made */
-  uint64_t violations; /* must be 0 */
+  /* cluster simulation (simnet.c) */
+  uint64_t net_nodes, net_messages, net_delivered, net_delayed, net_reordered;
+  uint64_t net_dropped, net_duplicated, net_retries, net_tenures, net_moves, net_lost;
+  uint64_t net_kills, net_restarts, net_pauses, net_fenced, net_commits;
+  uint64_t net_event_redelivered; /* an event again after its subscriber moved */
+  uint64_t checks;                /* invariant checks made */
+  uint64_t violations;            /* must be 0 */
   char first_violation[512];
 } stead__sim_report;
 
@@ -81,6 +108,13 @@ typedef struct stead__sim_report {
  * the simulation itself could not run (ENOMEM, a runtime that would not
  * open): that is reported as a violation too. */
 int stead__sim_run(const stead__sim_opts *o, stead__sim_report *r);
+
+/* The cluster simulation (simnet.c): K runtimes in manual mode, each a
+ * cluster node on a simulated node (leases, a seeded network that delays,
+ * reorders across connections, drops and duplicates), sharing one fenced
+ * store, all driven by o->seed on the caller's thread. Same contract as
+ * stead__sim_run. */
+int stead__simnet_run(const stead__sim_opts *o, stead__sim_report *r);
 
 /* ---- inside the simulation (sim.c, workload.c) ------------------------- */
 

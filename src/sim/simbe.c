@@ -16,6 +16,13 @@
  * Faults: the next commit fails (nothing applied) when the simulation arms
  * it; after a crash every commit fails until the disk is reopened.
  *
+ * Shared (the cluster simulation, simnet.c): every node's backend is a
+ * handle on one live store, as PostgreSQL is shared by a deployment, and
+ * commits are fenced as pg_backend.c fences them: a batch with a write set
+ * whose (shard, epoch) is not the current, unexpired tenure of the
+ * simulated lease store is refused whole with ENOTOWNER. A killed node's
+ * handle fails every commit (its process is gone).
+ *
  * Threads: none of its own; a simulation runs on one thread.
  */
 #include "sim/sim.h"
@@ -37,12 +44,18 @@ struct stead__simdisk {
   uint64_t syncs;  /* syncs so far (each moved a non-empty tail) */
   uint64_t failed; /* commits failed by injection */
   uint64_t lost;   /* write sets dropped by crashes */
+  /* shared mode */
+  stead__backend *shared; /* the one live store of every handle */
+  stead__simdisk_fence_fn fence;
+  void *fence_u;
 };
 
 typedef struct simbe {
   stead__backend base;
   stead__backend *live; /* what reads see */
   stead__simdisk *disk;
+  int who;  /* shared: the node this handle belongs to */
+  int dead; /* shared: the node was killed */
 } simbe;
 
 static int vec_push(wsvec *w, stead__wset *ws) {
@@ -77,6 +90,8 @@ int stead__simdisk_new(int normal, stead__simdisk **out) {
 void stead__simdisk_free(stead__simdisk *d) {
   if (!d)
     return;
+  if (d->shared)
+    stead__backend_close(d->shared);
   vec_clear(&d->durable);
   vec_clear(&d->tail);
   free(d->durable.v);
@@ -160,12 +175,21 @@ static int s_scan_ns(stead__backend *b, uint8_t ns, stead__ns_cb cb, void *u) {
 static int s_commit(stead__backend *b, stead__wset *const *sets, size_t n) {
   simbe *s = (simbe *)b;
   stead__simdisk *d = s->disk;
-  if (d->crashed)
+  if (d->crashed || s->dead)
     return stead__err(STEAD_ESTORAGE, "simulated crash: the disk is gone");
   if (d->fail_next > 0) {
     d->fail_next--;
     d->failed++;
     return stead__err(STEAD_ESTORAGE, "injected storage failure");
+  }
+  for (size_t i = 0; d->fence && i < n; i++) {
+    int rc =
+        sets[i]->epoch ? d->fence(d->fence_u, s->who, sets[i]->shard, sets[i]->epoch) : 0;
+    if (rc)
+      return stead__err(STEAD_ENOTOWNER,
+                        "simulated store: shard %u lease epoch %llu is no longer held "
+                        "(the tenure ended); nothing was committed",
+                        sets[i]->shard, (unsigned long long)sets[i]->epoch);
   }
   if (d->lie_next > 0) {
     d->lie_next--;
@@ -182,7 +206,8 @@ static int s_commit(stead__backend *b, stead__wset *const *sets, size_t n) {
 
 static void s_close(stead__backend *b) {
   simbe *s = (simbe *)b;
-  stead__backend_close(s->live);
+  if (s->live != s->disk->shared)
+    stead__backend_close(s->live);
   free(s);
 }
 
@@ -221,4 +246,32 @@ int stead__simbe_open(stead__simdisk *d, stead__backend **out) {
   s->disk = d;
   *out = &s->base;
   return 0;
+}
+
+int stead__simbe_open_shared(stead__simdisk *d, int who, stead__simdisk_fence_fn fence,
+                             void *fence_u, stead__backend **out) {
+  if (!d->shared) {
+    int rc = stead__mem_open(&d->shared);
+    if (rc)
+      return rc;
+  }
+  d->fence = fence;
+  d->fence_u = fence_u;
+  simbe *s = calloc(1, sizeof *s);
+  if (!s)
+    return stead__err(STEAD_ENOMEM, "out of memory");
+  s->base.vt = &simbe_vt;
+  s->disk = d;
+  s->live = d->shared;
+  s->who = who;
+  *out = &s->base;
+  return 0;
+}
+
+void stead__simbe_kill(stead__backend *b) {
+  ((simbe *)b)->dead = 1;
+}
+
+stead__backend *stead__simdisk_shared(stead__simdisk *d) {
+  return d->shared;
 }
