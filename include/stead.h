@@ -1815,9 +1815,18 @@ int stead_fail_code(stead_ctx *ctx, int code, const char *fmt, ...)
  * client's messages go through the object's mailbox: when it is full,
  * stead_conn_send returns STEAD_EOVERLOAD.
  *
- * Cluster: connections are in-process: the client and the object are in
- * the same runtime (in cluster mode, on the node that owns the object's
- * shard; elsewhere ENOTOWNER). See docs/connections.md.
+ * Cluster: a client may connect from any node. When another node owns
+ * the object's shard, the connection is carried between the two nodes
+ * (the client's end stays here, the object's end lives on the owner):
+ * same ordering, limits and hooks, and no gap -- a message lost between
+ * the nodes closes the connection (STEAD_CLOSE_INTERNAL) instead of
+ * skipping. A client's message that the owner cannot take (mailbox full,
+ * object gone) closes the connection asynchronously instead of failing
+ * stead_conn_send. When the object's shard moves to another node, or the
+ * node at the other end leaves or dies, the connection closes with
+ * STEAD_CLOSE_MOVED (client side) or STEAD_CLOSE_ABNORMAL (the object's
+ * on_conn_close); the client reconnects, and the connect finds the new
+ * owner. See docs/connections.md.
  * ====================================================================== */
 
 /* Message flag: the bytes are UTF-8 text (a WebSocket text frame). Without
@@ -1833,6 +1842,7 @@ int stead_fail_code(stead_ctx *ctx, int code, const char *fmt, ...)
 #define STEAD_CLOSE_SLOW       1008 /* outgoing queue full: client too slow */
 #define STEAD_CLOSE_TOO_BIG    1009 /* message over the size limit */
 #define STEAD_CLOSE_INTERNAL   1011 /* the server failed */
+#define STEAD_CLOSE_MOVED      1012 /* the object moved to another node: reconnect */
 #define STEAD_CLOSE_TRY_LATER  1013 /* the object's mailbox is full */
 #define STEAD_CLOSE_ABNORMAL   1006 /* connect timed out; socket lost */
 

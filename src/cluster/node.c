@@ -111,6 +111,7 @@ struct stead__node {
   stead__nats *t;
   stead__nats_sub *anchor; /* keeps the transport's memory until the end */
   stead__nats_sub *events; /* "<deployment>.events", when rt.event is set */
+  stead__nats_sub *direct; /* "<deployment>.node.<id>.conn", when rt.direct is set */
   char events_subject[96];
   stead__members *m;
   int64_t ttl_ms, renew_ns, retry_ns;
@@ -652,6 +653,8 @@ static void on_members(const char *const *nodes, size_t count, void *udata) {
   kick_locked(n);
   pthread_mutex_unlock(&n->mu);
   free(old);
+  if (n->rt.members)
+    n->rt.members(n->rt.udata, nodes, count);
 }
 
 /* ---------------------------------------------------------------------
@@ -1137,6 +1140,58 @@ int stead__node_emit(stead__node *n, const char *topic, const void *payload, siz
   return rc;
 }
 
+/* ---------------------------------------------------------------------
+ * Direct one-ways: "<deployment>.node.<id>.conn" carries what one node
+ * sends another by name (a connection's traffic towards its client).
+ * ------------------------------------------------------------------- */
+
+static int direct_subject(char *buf, size_t cap, const stead__node *n, const char *id) {
+  int w = snprintf(buf, cap, "%s.node.%s.conn", n->deployment, id);
+  return w > 0 && (size_t)w < cap ? 0 : STEAD_ETOOBIG;
+}
+
+static void on_direct_msg(stead__nats_replier *r, const void *data, size_t len, void *u) {
+  stead__node *n = u;
+  if (r)
+    stead__nats_replier_drop(r);
+  stead__env env;
+  int rc = stead__env_decode(data, len, n->max_payload, 0, &env);
+  if (rc == 0 && env.kind != STEAD__ENV_ONEWAY)
+    rc = STEAD_EPROTO;
+  if (rc == 0)
+    n->rt.direct(n->rt.udata, &env);
+  else
+    cnt(&n->n_malformed);
+  stead__env_free(&env);
+}
+
+int stead__node_send(stead__node *n, const char *node_id, const stead__env *env) {
+  if (!n || !env)
+    return stead__err(STEAD_EINVAL, "node and envelope must not be NULL");
+  int rc = stead__check_name("node id", node_id);
+  if (rc)
+    return rc;
+  if (atomic_load(&n->left))
+    return stead__err(STEAD_ECLOSED, "node %s has left the deployment", n->node_id);
+  char subject[STEAD__MAX_NAME + 192];
+  if (direct_subject(subject, sizeof subject, n, node_id) != 0)
+    return stead__err(STEAD_ETOOBIG, "node id \"%s\" is too long", node_id);
+  stead__env e = *env;
+  e.kind = STEAD__ENV_ONEWAY;
+  if (!e.created_ms)
+    e.created_ms = stead__wall_ms();
+  stead__buf wire = {0};
+  rc = stead__env_encode(&e, n->max_payload, STEAD__ENV_INTERNAL, &wire);
+  if (rc == 0)
+    rc = stead__nats_publish(n->t, subject, wire.data, wire.len);
+  stead__buf_free(&wire);
+  return rc;
+}
+
+const char *stead__node_id(const stead__node *n) {
+  return n->node_id;
+}
+
 static int start_transport(stead__node *n, const stead__node_opts *o) {
   stead__nats_opts no;
   stead__nats_opts_init(&no);
@@ -1158,6 +1213,11 @@ static int start_transport(stead__node *n, const stead__node_opts *o) {
   snprintf(n->events_subject, sizeof n->events_subject, "%s.events", n->deployment);
   if (rc == 0 && n->rt.event)
     rc = stead__nats_serve(n->t, n->events_subject, NULL, on_event_msg, n, &n->events);
+  if (rc == 0 && n->rt.direct) {
+    if (direct_subject(subject, sizeof subject, n, n->node_id) != 0)
+      return stead__err(STEAD_ETOOBIG, "node id \"%s\" is too long", n->node_id);
+    rc = stead__nats_serve(n->t, subject, NULL, on_direct_msg, n, &n->direct);
+  }
   return rc;
 }
 
@@ -1271,6 +1331,8 @@ void stead__node_leave(stead__node *n) {
   }
   stead__nats_unserve(n->events);
   n->events = NULL;
+  stead__nats_unserve(n->direct);
+  n->direct = NULL;
 }
 
 void stead__node_close(stead__node *n) {
@@ -1326,6 +1388,14 @@ static void ops_close(void *self) {
   stead__node_close(self);
 }
 
+static int ops_send(void *self, const char *node_id, const stead__env *env) {
+  return stead__node_send(self, node_id, env);
+}
+
+static const char *ops_id(void *self) {
+  return stead__node_id(self);
+}
+
 const stead__node_ops stead__node_real_ops = {
     .owns = ops_owns,
     .owner_epoch = ops_owner_epoch,
@@ -1336,4 +1406,6 @@ const stead__node_ops stead__node_real_ops = {
     .status_get = ops_status_get,
     .leave = ops_leave,
     .close = ops_close,
+    .send = ops_send,
+    .id = ops_id,
 };

@@ -80,6 +80,14 @@ typedef struct stead__node_runtime {
    * during the call. Runs on a NATS delivery thread, events in the order
    * each publisher sent them. Without it the node does not listen. */
   void (*event)(void *u, const char *topic, const void *payload, size_t len);
+  /* Optional: a one-way another node sent to this one by name with
+   * stead__node_send (connection traffic). `env` is borrowed for the
+   * call. Runs on one NATS delivery thread, in the order each sender sent
+   * them. Without it the node does not listen. */
+  void (*direct)(void *u, const stead__env *env);
+  /* Optional: the live member set changed (this node included); `nodes`
+   * is borrowed for the call. Runs on the membership thread. */
+  void (*members)(void *u, const char *const *nodes, size_t n);
   void *udata;
 } stead__node_runtime;
 
@@ -200,6 +208,16 @@ int stead__node_respond(stead__node_replier *r, int status, const void *payload,
  * Thread-safe. */
 int stead__node_emit(stead__node *n, const char *topic, const void *payload, size_t len);
 
+/* Sends the one-way `env` (kind is set to ONEWAY; cls, id, method,
+ * headers and payload are used, all borrowed) to the node named
+ * `node_id`, whose rt.direct gets it: fire and forget, at most once, in
+ * order per sender. Errors: EINVAL (envelope, node id), ETOOBIG,
+ * ECLOSED, EIO. Thread-safe. */
+int stead__node_send(stead__node *n, const char *node_id, const stead__env *env);
+
+/* This node's id (borrowed; valid until stead__node_close). */
+const char *stead__node_id(const stead__node *n);
+
 /* A status snapshot (GET /v1/cluster): the public stead_cluster_status,
  * one allocation owned by the caller, freed with stead_free. */
 typedef stead_cluster_shard stead__node_shard_info;
@@ -230,6 +248,8 @@ typedef struct stead__node_ops {
   int (*status_get)(void *self, stead__node_status **out);
   void (*leave)(void *self);
   void (*close)(void *self);
+  int (*send)(void *self, const char *node_id, const stead__env *env);
+  const char *(*id)(void *self);
 } stead__node_ops;
 
 /* The real node's table (self is a stead__node *). */

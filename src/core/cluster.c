@@ -104,6 +104,8 @@ struct stead__cluster {
   /* Shards whose event subscriptions must be re-read (bitmaps). */
   unsigned char *refresh, *refresh_work;
   bool refresh_pending;
+  bool refreshing; /* the keeper is re-reading, cl->mu released */
+  bool no_refresh; /* left: the bus may go away */
 
   stead__counter forwarded, forwarded_in, rerouted, fenced, events_in, events_lost;
   stead__counter duplicates;
@@ -217,18 +219,21 @@ static int refresh_run(stead__cluster *cl) {
   memcpy(cl->refresh_work, cl->refresh, nb);
   memset(cl->refresh, 0, nb);
   cl->refresh_pending = false;
+  cl->refreshing = true;
   pthread_mutex_unlock(&cl->mu);
-  if (stead__bus_rt_refresh(cl->rt, cl->refresh_work) != 0) {
+  int rc = stead__bus_rt_refresh(cl->rt, cl->refresh_work);
+  pthread_mutex_lock(&cl->mu);
+  cl->refreshing = false;
+  pthread_cond_broadcast(&cl->cv);
+  if (rc != 0) {
     stead__log(cl->rt, STEAD_LOG_ERROR,
                "cannot re-read event subscriptions of acquired shards (retrying): %s",
                stead_errmsg());
-    pthread_mutex_lock(&cl->mu);
     for (size_t i = 0; i < nb; i++)
       cl->refresh[i] |= cl->refresh_work[i];
     cl->refresh_pending = true;
     return STEAD_ESTORAGE;
   }
-  pthread_mutex_lock(&cl->mu);
   return 0;
 }
 
@@ -442,6 +447,109 @@ int stead__cluster_enqueue(stead_rt *rt, const stead__class_rec *c, const char *
   if (rc && wrapped)
     unwrap_local_call(m);
   return rc;
+}
+
+/* ---- connection traffic ---------------------------------------------- */
+
+typedef struct creq {
+  stead__cluster_reply_fn cb;
+  void *udata;
+} creq;
+
+static void creq_done(int status, const stead__env *reply, void *udata) {
+  creq *q = udata;
+  const char *why = NULL;
+  if (status != 0)
+    why = reply && reply->message ? reply->message : stead_errmsg();
+  q->cb(status, reply ? reply->payload : NULL, reply ? reply->payload_len : 0, why,
+        q->udata);
+  free(q);
+}
+
+#define CONN_MAX_HEADERS 7
+
+int stead__cluster_conn_request(stead_rt *rt, const char *cls, const char *id,
+                                const char *kind, const stead__env_header *h, size_t nh,
+                                const void *payload, size_t len, int timeout_ms,
+                                stead__cluster_reply_fn cb, void *udata) {
+  stead__cluster *cl = cl_of(rt);
+  if (!cl || !cb || nh >= CONN_MAX_HEADERS)
+    return stead__err(STEAD_EINVAL, "not a cluster node, no callback, or %zu headers",
+                      nh);
+  if (atomic_load(&cl->left))
+    return stead__err(STEAD_ECLOSED, "the node has left the cluster");
+  void *n = atomic_load(&cl->node);
+  if (!n)
+    return stead__err(STEAD_ENOTOWNER, "the node is still joining the cluster");
+  stead__env_header all[CONN_MAX_HEADERS];
+  all[0] = (stead__env_header){KIND_HEADER, kind};
+  memcpy(all + 1, h, nh * sizeof *h);
+  stead__env e;
+  memset(&e, 0, sizeof e);
+  e.cls = cls;
+  e.id = id;
+  e.method = "conn";
+  e.headers = all;
+  e.nheaders = nh + 1;
+  e.payload = payload;
+  e.payload_len = len;
+  creq *q = malloc(sizeof *q);
+  if (!q)
+    return stead__err(STEAD_ENOMEM, "out of memory");
+  *q = (creq){cb, udata};
+  int rc = cl->ops->call(n, &e, stead__rt_now_ms(rt) + (timeout_ms > 0 ? timeout_ms : 1),
+                         creq_done, q);
+  if (rc)
+    free(q);
+  return rc;
+}
+
+int stead__cluster_conn_push(stead_rt *rt, const char *node, const char *cls,
+                             const char *id, const stead__env_header *h, size_t nh,
+                             const void *payload, size_t len) {
+  stead__cluster *cl = cl_of(rt);
+  if (!cl)
+    return stead__err(STEAD_EINVAL, "not a cluster node");
+  if (atomic_load(&cl->left))
+    return stead__err(STEAD_ECLOSED, "the node has left the cluster");
+  void *n = atomic_load(&cl->node);
+  if (!n)
+    return stead__err(STEAD_ENOTOWNER, "the node is still joining the cluster");
+  stead__env e;
+  memset(&e, 0, sizeof e);
+  e.cls = cls;
+  e.id = id;
+  e.method = "conn";
+  e.headers = h;
+  e.nheaders = nh;
+  e.payload = payload;
+  e.payload_len = len;
+  return cl->ops->send(n, node, &e);
+}
+
+const char *stead__cluster_node_name(stead_rt *rt) {
+  stead__cluster *cl = cl_of(rt);
+  void *n = cl ? atomic_load(&cl->node) : NULL;
+  return n ? cl->ops->id(n) : "";
+}
+
+typedef struct inreq inreq;
+static void answer(inreq *q, int status, const void *data, size_t len,
+                   const char *message);
+
+static void conn_answer(void *a, int status, const void *data, size_t len,
+                        const char *message) {
+  answer(a, status, data, len, message);
+}
+
+static void on_direct(void *u, const stead__env *env) {
+  stead__cluster *cl = u;
+  stead__conn_remote_push(cl->rt, env);
+}
+
+static void on_members(void *u, const char *const *nodes, size_t n) {
+  stead__cluster *cl = u;
+  stead__conn_peers(cl->rt, nodes, n);
 }
 
 /* ---- serving forwarded requests -------------------------------------- */
@@ -693,7 +801,11 @@ static void on_handle(void *u, const stead__env *env, stead__node_replier *r) {
     return;
   }
   const char *kind = stead__env_header_get(env, KIND_HEADER);
-  if (kind && strcmp(kind, "event") == 0)
+  if (kind && strcmp(kind, "conn-open") == 0)
+    stead__conn_remote_open(rt, c, env, conn_answer, q);
+  else if (kind && strcmp(kind, "conn") == 0)
+    stead__conn_remote_in(rt, env, conn_answer, q);
+  else if (kind && strcmp(kind, "event") == 0)
     handle_oneway(rt, c, env, true, q);
   else if (kind && strcmp(kind, "send") == 0)
     handle_oneway(rt, c, env, false, q);
@@ -845,7 +957,7 @@ static void *keeper_main(void *arg) {
   stead__cluster *cl = arg;
   pthread_mutex_lock(&cl->mu);
   while (!cl->stop || cl->tasks) {
-    if (cl->refresh_pending && !cl->stop) {
+    if (cl->refresh_pending && !cl->stop && !cl->no_refresh) {
       if (refresh_run(cl) != 0)
         wait_ms(cl, 1000);
       continue;
@@ -883,6 +995,7 @@ static void on_acquired(void *u, uint32_t shard, uint64_t epoch) {
 static void on_drain(void *u, uint32_t shard, stead__node_done_fn done, void *done_arg) {
   stead__cluster *cl = u;
   stead__alarm_rt_own(cl->rt, shard, false);
+  stead__conn_shard_gone(cl->rt, shard);
   /* Every activation of the shard goes, whatever its tenure: the node
    * acquires the shard again only after done and the release. */
   keep_add(cl, shard, UINT64_MAX, done, done_arg);
@@ -894,6 +1007,7 @@ static void on_lost(void *u, uint32_t shard, uint64_t epoch) {
   stead__log(cl->rt, STEAD_LOG_WARN,
              "lost the lease on shard %u (tenure %llu); dropping its activations", shard,
              (unsigned long long)epoch);
+  stead__conn_shard_gone(cl->rt, shard);
   keep_add(cl, shard, epoch, NULL, NULL);
 }
 
@@ -1028,6 +1142,8 @@ int stead__cluster_join(stead_rt *rt) {
                             .acquired = on_acquired,
                             .released = on_released,
                             .event = on_event,
+                            .direct = on_direct,
+                            .members = on_members,
                             .udata = cl};
   if (rt->manual && rt->manual->node_open) {
     const stead__node_ops *ops = NULL;
@@ -1072,6 +1188,14 @@ void stead__cluster_leave(stead_rt *rt) {
   if (cl->node)
     cl->ops->leave(cl->node);
   atomic_store(&cl->left, true);
+  /* The bus closes next: no re-reading of subscriptions from here on
+   * (also for a node that died without leaving, whose refresh may still
+   * be pending). */
+  pthread_mutex_lock(&cl->mu);
+  cl->no_refresh = true;
+  while (cl->refreshing)
+    pthread_cond_wait(&cl->cv, &cl->mu);
+  pthread_mutex_unlock(&cl->mu);
 }
 
 void stead__cluster_free(stead__cluster *cl) {

@@ -452,6 +452,23 @@ void stead__conn_rt_close(stead_rt *rt);
  * stops the delivery thread, drops the runtime's hold on the module. */
 void stead__conn_rt_free(stead_rt *rt);
 int stead__conn_rt_metrics(stead_rt *rt, stead__buf *b);
+/* Connections across nodes. Answers a forwarded request, exactly once. */
+typedef void (*stead__conn_answer_fn)(void *a, int status, const void *data, size_t len,
+                                      const char *message);
+struct stead__env;
+/* A connect forwarded by the client's node (kind "conn-open"). */
+void stead__conn_remote_open(stead_rt *rt, const stead__class_rec *c,
+                             const struct stead__env *env, stead__conn_answer_fn answer,
+                             void *a);
+/* A client's message or close forwarded by the client's node ("conn"). */
+void stead__conn_remote_in(stead_rt *rt, const struct stead__env *env,
+                           stead__conn_answer_fn answer, void *a);
+/* An object's message or close pushed by the object's node. */
+void stead__conn_remote_push(stead_rt *rt, const struct stead__env *env);
+/* The live member set changed: closes connections bound to nodes gone. */
+void stead__conn_peers(stead_rt *rt, const char *const *nodes, size_t n);
+/* `shard` left this node: closes its objects' connections (MOVED). */
+void stead__conn_shard_gone(stead_rt *rt, uint32_t shard);
 
 /* Alarm ownership in cluster mode: only owned shards' alarms fire. */
 void stead__alarm_rt_own(stead_rt *rt, uint32_t shard, bool own);
@@ -499,6 +516,25 @@ int stead__cluster_fence(stead_rt *rt, stead__act *a);
 /* A commit of a was refused for its tenure: count it, deactivate a. */
 void stead__cluster_note_fenced(stead_rt *rt, stead__act *a);
 int stead__cluster_metrics(stead_rt *rt, stead__buf *b);
+/* Connection traffic between nodes (conn.c decides, cluster.c carries).
+ * A request goes to the owner of (cls, id), retried while nobody owns it,
+ * until timeout_ms; `cb` gets the answer once, from a node thread (status
+ * 0 with the answer's bytes, or an error and its message), unless the
+ * function returns an error. A push goes to the node named `node`
+ * (fire and forget). Headers are borrowed. Errors: ECLOSED (left),
+ * ENOTOWNER (still joining), EINVAL, ETOOBIG, EIO, ENOMEM. */
+typedef void (*stead__cluster_reply_fn)(int status, const void *data, size_t len,
+                                        const char *message, void *udata);
+struct stead__env_header;
+int stead__cluster_conn_request(stead_rt *rt, const char *cls, const char *id,
+                                const char *kind, const struct stead__env_header *h,
+                                size_t nh, const void *payload, size_t len,
+                                int timeout_ms, stead__cluster_reply_fn cb, void *udata);
+int stead__cluster_conn_push(stead_rt *rt, const char *node, const char *cls,
+                             const char *id, const struct stead__env_header *h, size_t nh,
+                             const void *payload, size_t len);
+/* This node's name in the deployment ("" on a single node). */
+const char *stead__cluster_node_name(stead_rt *rt);
 /* The runtime's cluster node, or NULL (tests pause and kill it). */
 struct stead__node *stead__cluster_node(stead_rt *rt);
 

@@ -700,9 +700,11 @@ int stead_close(stead_rt *rt) {
   wait_idle(rt);
   stop_workers(rt);
   stead__timerq_stop(&rt->timers);
+  /* The connections' delivery thread may still push closes through the
+   * node: it stops before the node is freed. */
+  stead__conn_rt_free(rt);
   stead__cluster_free(rt->cluster);
   rt->cluster = NULL;
-  stead__conn_rt_free(rt);
   stead__store_close(rt);
   stead__es_rt_close(rt);
   rt_free(rt);

@@ -830,6 +830,18 @@ static void op_close(void *self) {
   nd->joined = 0;
 }
 
+/* Connections are not part of the simulated workload. */
+static int op_send(void *self, const char *node_id, const stead__env *env) {
+  (void)self;
+  (void)node_id;
+  (void)env;
+  return stead__err(STEAD_ENOTSUP, "the simulated node carries no connections");
+}
+
+static const char *op_id(void *self) {
+  return ((snode *)self)->id;
+}
+
 static const stead__node_ops simnode_ops = {
     .owns = op_owns,
     .owner_epoch = op_owner_epoch,
@@ -840,6 +852,8 @@ static const stead__node_ops simnode_ops = {
     .status_get = op_status_get,
     .leave = op_leave,
     .close = op_close,
+    .send = op_send,
+    .id = op_id,
 };
 
 static int node_open(void *u, stead_rt *rt, const stead__node_runtime *cb,

@@ -163,6 +163,124 @@ static const stead_method ctr_methods[] = {
 static const stead_class ctr_class = {
     .name = "ctr", .methods = ctr_methods, .on_alarm = on_alarm, .on_event = on_event};
 
+/* ---- the connection class: an echoing room ------------------------- */
+
+/* What objects of "room" saw, on whichever node ran them. */
+static atomic_int room_msgs, room_closes, room_last_close, room_node;
+
+static int room_connect(stead_ctx *ctx, stead_conn *conn, const void *meta, size_t len) {
+  if (len == 6 && memcmp(meta, "reject", 6) == 0)
+    return stead_conn_reject(ctx, "room is full");
+  atomic_store(&room_node, rt_index(ctx));
+  int rc = stead_conn_set_attachment(ctx, conn, meta, len);
+  if (rc == 0)
+    rc = stead_conn_tag(ctx, conn, "member");
+  if (rc == 0)
+    rc = stead_conn_send(conn, "welcome", 7, STEAD_CONN_TEXT);
+  return rc;
+}
+
+/* Echoes every message; "who" answers with the attachment of the sender
+ * found through stead_conn_list (works after hibernation); "bye" makes
+ * the object close the connection. */
+static int room_message(stead_ctx *ctx, stead_conn *conn, const void *data, size_t len,
+                        unsigned flags) {
+  atomic_fetch_add(&room_msgs, 1);
+  if (len == 3 && memcmp(data, "bye", 3) == 0)
+    return stead_conn_close(conn, 4000, "bye from the room");
+  if (len == 5 && memcmp(data, "flood", 5) == 0) {
+    int rc = 0;
+    for (int i = 0; i < 50 && rc == 0; i++)
+      rc = stead_conn_send(conn, "flood", 5, 0);
+    return rc;
+  }
+  if (len == 3 && memcmp(data, "who", 3) == 0) {
+    stead_conn **list = NULL;
+    size_t n = 0;
+    int rc = stead_conn_list(ctx, "member", &list, &n);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+      const void *a = NULL;
+      size_t alen = 0;
+      if ((rc = stead_conn_attachment(ctx, list[i], &a, &alen)) == 0)
+        rc = stead_conn_send(list[i], a, alen, 0);
+    }
+    stead_free(list);
+    return rc;
+  }
+  return stead_conn_send(conn, data, len, flags);
+}
+
+static int room_close(stead_ctx *ctx, stead_conn *conn, int code, const char *reason) {
+  (void)ctx;
+  (void)conn;
+  (void)reason;
+  atomic_store(&room_last_close, code);
+  atomic_fetch_add(&room_closes, 1);
+  return 0;
+}
+
+static const stead_method room_methods[] = {{"get", m_get}, {NULL, NULL}};
+
+static const stead_class room_class = {.name = "room",
+                                       .methods = room_methods,
+                                       .on_connect = room_connect,
+                                       .on_conn_message = room_message,
+                                       .on_conn_close = room_close};
+
+/* The client's side: messages kept in order, the close remembered. */
+typedef struct client {
+  pthread_mutex_t mu;
+  char got[2048][16];
+  size_t n;
+  bool bad_order;
+  atomic_int closed, code;
+  char reason[128];
+} client;
+
+static void cl_message(stead_conn *conn, const void *data, size_t len, unsigned flags,
+                       void *u) {
+  (void)conn;
+  (void)flags;
+  client *c = u;
+  pthread_mutex_lock(&c->mu);
+  if (c->n < 2048) {
+    size_t k = len < 15 ? len : 15;
+    memcpy(c->got[c->n], data, k);
+    c->got[c->n][k] = 0;
+    c->n++;
+  }
+  pthread_mutex_unlock(&c->mu);
+}
+
+static void cl_close(stead_conn *conn, int code, const char *reason, void *u) {
+  (void)conn;
+  client *c = u;
+  snprintf(c->reason, sizeof c->reason, "%s", reason);
+  atomic_store(&c->code, code);
+  atomic_store(&c->closed, 1);
+}
+
+static size_t cl_count(client *c) {
+  pthread_mutex_lock(&c->mu);
+  size_t n = c->n;
+  pthread_mutex_unlock(&c->mu);
+  return n;
+}
+
+static void cl_wait(client *c, size_t n, int ms) {
+  int64_t until = stead__mono_ms() + ms;
+  while (cl_count(c) < n && stead__mono_ms() < until)
+    sleep_ms(5);
+  assert_true(cl_count(c) >= n);
+}
+
+static void wait_flag(atomic_int *f, int v, int ms) {
+  int64_t until = stead__mono_ms() + ms;
+  while (atomic_load(f) < v && stead__mono_ms() < until)
+    sleep_ms(5);
+  assert_true(atomic_load(f) >= v);
+}
+
 /* ---- nodes ---------------------------------------------------------- */
 
 static char deployment[32];
@@ -193,6 +311,8 @@ static int node_open(int i) {
   int rc = stead_open(&c, &rt);
   if (rc == 0)
     rc = stead_register(rt, &ctr_class);
+  if (rc == 0)
+    rc = stead_register(rt, &room_class);
   atomic_store(&rts[i], rt);
   return rc;
 }
@@ -267,6 +387,10 @@ static int setup(void **state) {
     atomic_store(&ran_on[i], 0);
     atomic_store(&alarm_on[i], 0);
   }
+  atomic_store(&room_msgs, 0);
+  atomic_store(&room_closes, 0);
+  atomic_store(&room_last_close, 0);
+  atomic_store(&room_node, -1);
   return 0;
 }
 
@@ -552,14 +676,19 @@ static int count_listener(stead_event *ev, void *u) {
 }
 
 /* An id of class ctr whose owner among nodes n0..n(k-1) is n(want). */
-static void id_owned_by(int want, int k, const char *prefix, char *out, size_t cap) {
+static void id_owned_by_cls(const char *cls, int want, int k, const char *prefix,
+                            char *out, size_t cap) {
   const char *ids[] = {"n0", "n1", "n2", "n3"};
   for (int i = 0;; i++) {
     snprintf(out, cap, "%s%d", prefix, i);
-    int s = stead_shard_for_key("ctr", out, SHARDS, NULL);
+    int s = stead_shard_for_key(cls, out, SHARDS, NULL);
     if (stead_shard_owner((uint32_t)s, ids, (size_t)k, NULL) == want)
       return;
   }
+}
+
+static void id_owned_by(int want, int k, const char *prefix, char *out, size_t cap) {
+  id_owned_by_cls("ctr", want, k, prefix, out, cap);
 }
 
 /* Events cross nodes: each subscribed object hears an event once, on its
@@ -610,6 +739,332 @@ static void test_events_cross_nodes(void **state) {
   assert_int_equal(stead_is_active(rts[2], "ctr", mover), 1);
 }
 
+/* ---- connections across nodes -------------------------------------- */
+
+static void conn_setup(client *c, char *room, size_t cap, const char *prefix) {
+  memset(c, 0, sizeof *c);
+  pthread_mutex_init(&c->mu, NULL);
+  assert_int_equal(node_open(0), 0);
+  assert_int_equal(node_open(1), 0);
+  converge(15000);
+  id_owned_by_cls("room", 1, 2, prefix, room, cap); /* n1 runs it */
+}
+
+/* A client on n0 talks to a room run by n1: accepted with the object's
+ * welcome first, 1000 messages echoed in order both ways, the object
+ * hibernates and finds the connection again by tag with its attachment,
+ * a client close reaches the object's on_conn_close once. */
+static void test_conn_across_nodes(void **state) {
+  (void)state;
+  client c;
+  char room[32];
+  conn_setup(&c, room, sizeof room, "r");
+  stead_conn *conn = NULL;
+  assert_int_equal(
+      stead_connect(rts[0], "room", room, "alice", 5, cl_message, cl_close, &c, &conn),
+      0);
+  assert_int_equal(atomic_load(&room_node), 1);
+  enum { N = 1000 };
+  for (int i = 0; i < N; i++) {
+    char b[16];
+    int n = snprintf(b, sizeof b, "m%d", i);
+    assert_int_equal(stead_conn_send(conn, b, (size_t)n, 0), 0);
+  }
+  cl_wait(&c, N + 1, 20000);
+  assert_string_equal(c.got[0], "welcome");
+  for (int i = 0; i < N; i++) {
+    char b[16];
+    snprintf(b, sizeof b, "m%d", i);
+    assert_string_equal(c.got[i + 1], b);
+  }
+  /* Hibernation on the owner: the connection outlives the activation. */
+  assert_int_equal(stead_deactivate(rts[1], "room", room), 0);
+  int64_t until = stead__mono_ms() + 5000;
+  while (stead_is_active(rts[1], "room", room) && stead__mono_ms() < until)
+    sleep_ms(5);
+  assert_int_equal(stead_is_active(rts[1], "room", room), 0);
+  assert_int_equal(stead_conn_send(conn, "who", 3, 0), 0);
+  cl_wait(&c, N + 2, 10000);
+  assert_string_equal(c.got[N + 1], "alice");
+  assert_int_equal(atomic_load(&c.closed), 0);
+  assert_int_equal(stead_conn_close(conn, 4100, "leaving"), 0);
+  wait_flag(&room_closes, 1, 10000);
+  assert_int_equal(atomic_load(&room_last_close), 4100);
+  sleep_ms(100);
+  assert_int_equal(atomic_load(&room_closes), 1);
+  assert_int_equal(atomic_load(&room_msgs), N + 1);
+  stead_conn_stats st;
+  assert_int_equal(stead_conn_get_stats(rts[1], &st), 0);
+  assert_int_equal(st.open, 0);
+  pthread_mutex_destroy(&c.mu);
+}
+
+/* A rejection and its reason cross nodes; an object's close with its code
+ * arrives after the messages sent before it. */
+static void test_conn_reject_and_object_close(void **state) {
+  (void)state;
+  client c;
+  char room[32];
+  conn_setup(&c, room, sizeof room, "j");
+  stead_conn *conn = NULL;
+  assert_int_equal(
+      stead_connect(rts[0], "room", room, "reject", 6, cl_message, cl_close, &c, &conn),
+      STEAD_EREJECTED);
+  assert_null(conn);
+  assert_non_null(strstr(stead_errmsg(), "room is full"));
+  assert_int_equal(
+      stead_connect(rts[0], "room", room, "bob", 3, cl_message, cl_close, &c, &conn), 0);
+  assert_int_equal(stead_conn_send(conn, "one", 3, 0), 0);
+  assert_int_equal(stead_conn_send(conn, "bye", 3, 0), 0);
+  wait_flag(&c.closed, 1, 10000);
+  assert_int_equal(atomic_load(&c.code), 4000);
+  assert_string_equal(c.reason, "bye from the room");
+  assert_int_equal(cl_count(&c), 2); /* welcome, one */
+  assert_string_equal(c.got[1], "one");
+  assert_int_equal(stead_conn_send(conn, "late", 4, 0), STEAD_ECLOSED);
+  assert_int_equal(stead_conn_close(conn, 0, NULL), 0);
+  sleep_ms(100);
+  assert_int_equal(atomic_load(&room_closes), 0); /* the object closed it */
+  pthread_mutex_destroy(&c.mu);
+}
+
+/* An id of class room that n2 owns among {n0, n1, n2}: n2 joining moves
+ * it. Returns its owner among {n0, n1}. */
+static int id_moving_to_n2(char *out, size_t cap) {
+  const char *ids[] = {"n0", "n1", "n2"};
+  for (int i = 0;; i++) {
+    snprintf(out, cap, "mv%d", i);
+    uint32_t s = (uint32_t)stead_shard_for_key("room", out, SHARDS, NULL);
+    if (stead_shard_owner(s, ids, 3, NULL) == 2)
+      return stead_shard_owner(s, ids, 2, NULL);
+  }
+}
+
+/* The object's shard moves (a node joins): the client's end closes with
+ * STEAD_CLOSE_MOVED, the object is not told, and a new connect reaches the
+ * object on its new node. The owner shutting down: GOING_AWAY, told to
+ * the object and the client before the node leaves. */
+static void test_conn_owner_moves_and_leaves(void **state) {
+  (void)state;
+  client c;
+  char room[32];
+  conn_setup(&c, room, sizeof room, "l");
+  int owner = id_moving_to_n2(room, sizeof room);
+  int entry = 1 - owner; /* the client on the other node */
+  stead_conn *conn = NULL;
+  assert_int_equal(stead_connect(rts[entry], "room", room, "carol", 5, cl_message,
+                                 cl_close, &c, &conn),
+                   0);
+  assert_int_equal(atomic_load(&room_node), owner);
+  assert_int_equal(node_open(2), 0);
+  wait_flag(&c.closed, 1, 15000);
+  assert_int_equal(atomic_load(&c.code), STEAD_CLOSE_MOVED);
+  assert_int_equal(stead_conn_close(conn, 0, NULL), 0);
+  converge(15000);
+  client c2;
+  memset(&c2, 0, sizeof c2);
+  pthread_mutex_init(&c2.mu, NULL);
+  assert_int_equal(stead_connect(rts[entry], "room", room, "carol", 5, cl_message,
+                                 cl_close, &c2, &conn),
+                   0);
+  assert_int_equal(atomic_load(&room_node), 2);
+  cl_wait(&c2, 1, 5000);
+  assert_int_equal(atomic_load(&room_closes), 0);
+  node_close(2);
+  wait_flag(&c2.closed, 1, 15000);
+  assert_int_equal(atomic_load(&c2.code), STEAD_CLOSE_GOING_AWAY);
+  assert_int_equal(atomic_load(&room_closes), 1);
+  assert_int_equal(atomic_load(&room_last_close), STEAD_CLOSE_GOING_AWAY);
+  assert_int_equal(stead_conn_close(conn, 0, NULL), 0);
+  pthread_mutex_destroy(&c.mu);
+  pthread_mutex_destroy(&c2.mu);
+}
+
+/* The owner dies without a word: the client's end closes (MOVED) once
+ * membership notices. The client's node dies: the object hears
+ * on_conn_close (ABNORMAL) once. */
+static void test_conn_node_killed(void **state) {
+  (void)state;
+  client c;
+  char room[32];
+  conn_setup(&c, room, sizeof room, "k");
+  stead_conn *conn = NULL;
+  assert_int_equal(
+      stead_connect(rts[0], "room", room, "dave", 4, cl_message, cl_close, &c, &conn), 0);
+  stead__node_test_kill(stead__cluster_node(rts[1]));
+  wait_flag(&c.closed, 1, 15000);
+  assert_int_equal(atomic_load(&c.code), STEAD_CLOSE_MOVED);
+  assert_int_equal(stead_conn_close(conn, 0, NULL), 0);
+  node_close(1); /* the killed node's own on_conn_close (GOING_AWAY) ran here */
+  atomic_store(&room_closes, 0);
+  atomic_store(&room_last_close, 0);
+  /* The other way round: a client on n1, the room on n0 (n0 owns all). */
+  assert_int_equal(node_open(1), 0);
+  converge(15000);
+  id_owned_by_cls("room", 0, 2, "q", room, sizeof room);
+  client c2;
+  memset(&c2, 0, sizeof c2);
+  pthread_mutex_init(&c2.mu, NULL);
+  assert_int_equal(
+      stead_connect(rts[1], "room", room, "erin", 4, cl_message, cl_close, &c2, &conn),
+      0);
+  assert_int_equal(atomic_load(&room_node), 0);
+  stead__node_test_kill(stead__cluster_node(rts[1]));
+  wait_flag(&room_closes, 1, 15000);
+  assert_int_equal(atomic_load(&room_last_close), STEAD_CLOSE_ABNORMAL);
+  assert_int_equal(stead_conn_close(conn, 0, NULL), 0);
+  node_close(1);
+  sleep_ms(100);
+  assert_int_equal(atomic_load(&room_closes), 1);
+  pthread_mutex_destroy(&c.mu);
+  pthread_mutex_destroy(&c2.mu);
+}
+
+typedef struct answered {
+  atomic_int n, status;
+} answered;
+
+static void answer_fn(void *a, int status, const void *data, size_t len,
+                      const char *message) {
+  (void)data;
+  (void)len;
+  (void)message;
+  answered *an = a;
+  atomic_store(&an->status, status);
+  atomic_fetch_add(&an->n, 1);
+}
+
+/* Traffic between nodes is numbered per connection: a message that comes
+ * out of turn (one lost in between, or a duplicate) closes the connection
+ * on either side instead of being skipped; malformed traffic is refused
+ * or dropped, and the nodes keep serving. */
+static void test_conn_gap_closes(void **state) {
+  (void)state;
+  client c;
+  char room[32];
+  conn_setup(&c, room, sizeof room, "g");
+  stead_conn *conn = NULL;
+  assert_int_equal(
+      stead_connect(rts[0], "room", room, "hank", 4, cl_message, cl_close, &c, &conn), 0);
+  cl_wait(&c, 1, 5000); /* welcome: push number 1 */
+  char key[24];
+  snprintf(key, sizeof key, "%llu", (unsigned long long)stead_conn_id(conn));
+  /* On the client's node: push number 1 again (a duplicate). */
+  stead__env_header h[] = {{"x-stead-conn", key},
+                           {"x-stead-op", "msg"},
+                           {"x-stead-seq", "1"},
+                           {"x-stead-code", "0"}};
+  stead__env e;
+  memset(&e, 0, sizeof e);
+  e.kind = STEAD__ENV_ONEWAY;
+  e.cls = "room";
+  e.id = room;
+  e.method = "conn";
+  e.headers = h;
+  e.nheaders = 4;
+  e.payload = "dup";
+  e.payload_len = 3;
+  /* Malformed first: no number. Dropped, nothing closes. */
+  e.nheaders = 2;
+  stead__conn_remote_push(rts[0], &e);
+  e.nheaders = 4;
+  sleep_ms(50);
+  assert_int_equal(atomic_load(&c.closed), 0);
+  stead__conn_remote_push(rts[0], &e);
+  wait_flag(&c.closed, 1, 5000);
+  assert_int_equal(atomic_load(&c.code), STEAD_CLOSE_INTERNAL);
+  assert_non_null(strstr(c.reason, "lost"));
+  wait_flag(&room_closes, 1, 10000); /* the owner was told */
+  assert_int_equal(cl_count(&c), 1); /* "dup" was not delivered */
+  assert_int_equal(stead_conn_close(conn, 0, NULL), 0);
+
+  /* On the owner: message number 5 of a fresh connection (1..4 lost). */
+  client c2;
+  memset(&c2, 0, sizeof c2);
+  pthread_mutex_init(&c2.mu, NULL);
+  assert_int_equal(
+      stead_connect(rts[0], "room", room, "ivy", 3, cl_message, cl_close, &c2, &conn), 0);
+  snprintf(key, sizeof key, "%llu", (unsigned long long)stead_conn_id(conn));
+  stead__env_header h2[] = {{"x-stead-from", "n0"},
+                            {"x-stead-conn", key},
+                            {"x-stead-op", "msg"},
+                            {"x-stead-seq", "5"},
+                            {"x-stead-code", "0"}};
+  e.headers = h2;
+  e.nheaders = 5;
+  e.kind = STEAD__ENV_REQUEST;
+  answered an = {0};
+  stead__conn_remote_in(rts[1], &e, answer_fn, &an);
+  assert_int_equal(atomic_load(&an.n), 1);
+  assert_int_equal(atomic_load(&an.status), STEAD_EPROTO);
+  wait_flag(&room_closes, 2, 10000);
+  assert_int_equal(atomic_load(&room_last_close), STEAD_CLOSE_INTERNAL);
+  wait_flag(&c2.closed, 1, 10000); /* and the client hears of it */
+  /* Unknown connection, bad headers, unknown operation: refused. */
+  h2[1].value = "999999";
+  h2[3].value = "1";
+  stead__conn_remote_in(rts[1], &e, answer_fn, &an);
+  assert_int_equal(atomic_load(&an.status), STEAD_ECLOSED);
+  h2[1].value = "x";
+  stead__conn_remote_in(rts[1], &e, answer_fn, &an);
+  assert_int_equal(atomic_load(&an.status), STEAD_EPROTO);
+  h2[1].value = key;
+  h2[2].value = "jump";
+  stead__conn_remote_in(rts[1], &e, answer_fn, &an);
+  assert_int_equal(atomic_load(&an.status), STEAD_EPROTO);
+  assert_int_equal(atomic_load(&an.n), 4);
+  assert_int_equal(stead_conn_close(conn, 0, NULL), 0);
+  assert_int_equal(atomic_load(&room_closes), 2);
+  pthread_mutex_destroy(&c.mu);
+  pthread_mutex_destroy(&c2.mu);
+}
+
+static void slow_message(stead_conn *conn, const void *data, size_t len, unsigned flags,
+                         void *u) {
+  sleep_ms(20);
+  cl_message(conn, data, len, flags, u);
+}
+
+static stead_conn *_Atomic slow_conn;
+
+static void slow_connected(stead_conn *conn, int status, const char *reason, void *u) {
+  (void)reason;
+  (void)u;
+  assert_int_equal(status, 0);
+  atomic_store(&slow_conn, conn);
+}
+
+/* A client on n0 that does not keep up with the room's messages is
+ * disconnected with STEAD_CLOSE_SLOW on its node, and the object on n1
+ * hears it. */
+static void test_conn_slow_client_across_nodes(void **state) {
+  (void)state;
+  client c;
+  char room[32];
+  conn_setup(&c, room, sizeof room, "s");
+  stead_conn_opts o = {0};
+  o.on_message = slow_message;
+  o.on_close = cl_close;
+  o.udata = &c;
+  o.max_queue_msgs = 4;
+  atomic_store(&slow_conn, NULL);
+  assert_int_equal(
+      stead_connect_async(rts[0], "room", room, "gina", 4, &o, slow_connected, NULL), 0);
+  int64_t until = stead__mono_ms() + 10000;
+  while (!atomic_load(&slow_conn) && stead__mono_ms() < until)
+    sleep_ms(5);
+  stead_conn *conn = atomic_load(&slow_conn);
+  assert_non_null(conn);
+  assert_int_equal(stead_conn_send(conn, "flood", 5, 0), 0);
+  wait_flag(&c.closed, 1, 10000);
+  assert_int_equal(atomic_load(&c.code), STEAD_CLOSE_SLOW);
+  wait_flag(&room_closes, 1, 10000);
+  assert_int_equal(atomic_load(&room_last_close), STEAD_CLOSE_SLOW);
+  assert_true(cl_count(&c) < 50);
+  assert_int_equal(stead_conn_close(conn, 0, NULL), 0);
+  pthread_mutex_destroy(&c.mu);
+}
+
 int main(void) {
   int rc = pgh_start(0);
   if (rc)
@@ -623,6 +1078,13 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_join_and_leave_under_load, setup, teardown),
       cmocka_unit_test_setup_teardown(test_alarm_fires_once_on_owner, setup, teardown),
       cmocka_unit_test_setup_teardown(test_events_cross_nodes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_conn_across_nodes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_conn_reject_and_object_close, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_conn_owner_moves_and_leaves, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_conn_node_killed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_conn_slow_client_across_nodes, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_conn_gap_closes, setup, teardown),
   };
   rc = cmocka_run_group_tests_name("cluster_rt", tests, NULL, NULL);
   natsrv_stop(&nsrv);

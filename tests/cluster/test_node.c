@@ -214,8 +214,12 @@ static void fill_opts(stead__node_opts *o, const char *dep, const char *id, uint
   o->acquire_retry_ms = 50;
   o->heartbeat_ms = 100;
   o->expire_ms = 1000; /* generous: CI machines stall threads under load */
-  o->rt =
-      (stead__node_runtime){f_handle, f_drain, f_lost, f_acquired, f_released, NULL, f};
+  o->rt = (stead__node_runtime){.handle = f_handle,
+                                .drain = f_drain,
+                                .lost = f_lost,
+                                .acquired = f_acquired,
+                                .released = f_released,
+                                .udata = f};
 }
 
 static void tn_open(tnode *t, const char *dep, const char *id, uint32_t S) {
