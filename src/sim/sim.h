@@ -76,10 +76,9 @@ typedef struct stead__sim_opts {
   int net_bug;
 } stead__sim_opts;
 
-#define STEAD__NETBUG_NO_DEDUP   1 /* the runtime's duplicate defence off */
-#define STEAD__NETBUG_NO_FENCE   2 /* the store accepts stale tenures */
-#define STEAD__NETBUG_REORDER    3 /* the network reorders within a connection */
-#define STEAD__NETBUG_REFUSE_DUP 4 /* a non-owner refuses a copy of a request it ran */
+#define STEAD__NETBUG_NO_DEDUP 1 /* the runtime's duplicate defence off */
+#define STEAD__NETBUG_NO_FENCE 2 /* the store accepts stale tenures */
+#define STEAD__NETBUG_REORDER  3 /* the network reorders within a connection */
 
 /* What a run did and found. */
 typedef struct stead__sim_report {

@@ -563,7 +563,7 @@ static void deliver_request(snode *nd, nmsg *m) {
     sreply *r = malloc(sizeof *r);
     if (r)
       *r = q;
-    if (r && s->o.net_bug != STEAD__NETBUG_REFUSE_DUP && nd->cb.duplicate &&
+    if (r && nd->cb.duplicate &&
         nd->cb.duplicate(nd->cb.udata, &env, (stead__node_replier *)r))
       r = NULL;
     else
