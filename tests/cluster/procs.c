@@ -98,7 +98,7 @@ int pc_start(pcluster *c, int i) {
                         "--heartbeat-ms",
                         hb,
                         "--log-level",
-                        "warn",
+                        getenv("STEAD_PROCS_LOG") ? getenv("STEAD_PROCS_LOG") : "warn",
                         "--workers",
                         "2",
                         "--http-threads",

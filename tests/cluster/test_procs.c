@@ -13,6 +13,8 @@
  *             (SIGTERM drains) under load
  *   garbage:  malformed envelopes and unknown subjects on the deployment's
  *             NATS subjects: the nodes keep serving and count them
+ *   ws:       WebSockets to one chat room on two nodes: posts from either
+ *             reach both sockets, in order
  *
  * Every test has its own deployment and table prefix on the shared servers.
  * Accounting: an increment answered 200 is acknowledged; 504, 503 ECLOSED
@@ -41,6 +43,7 @@
 #include "cluster/nats.h"
 #include "cluster/natsrv.h"
 #include "procs.h"
+#include "server/wsclient.h"
 #include "stead.h"
 #include "storage/pg_helper.h"
 #include "util/util.h"
@@ -432,6 +435,65 @@ static void test_garbage(void **state) {
   pc_stop_all(&c);
 }
 
+/* ---- (f) WebSockets across nodes ---- */
+
+static void ws_expect_text(wsc *c, const char *want) {
+  char *m = NULL;
+  size_t len = 0;
+  int op;
+  while ((op = wsc_recv(c, 10000, &m, &len)) == 9) /* the server's keepalive */
+    free(m);
+  if (op != 1 || !strstr(m, want))
+    fail_msg("expected text with %s, got opcode %d: %s", want, op, m ? m : "");
+  free(m);
+}
+
+static wsc *ws_open(pcluster *c, int node, const char *room, const char *user) {
+  char path[256];
+  snprintf(path, sizeof path, "/v1/objects/chatroom/%s/connect?meta=%s", room, user);
+  wsc *w = NULL;
+  int st = wsc_open(c->nodes[node].port, path, 0, &w);
+  if (st != 101)
+    fail_msg("WebSocket connect to %s on %s: HTTP %d", room, c->nodes[node].id, st);
+  return w;
+}
+
+/* A chat room owned by node-0, one socket on each node: posts from either
+ * reach both, in order (node-1's socket through node-0). */
+static void test_ws(void **state) {
+  NEED_SERVERS();
+  pcluster c;
+  start_cluster(&c, "t_ws", 64, 2);
+  const char *ids[] = {"node-0", "node-1"};
+  char room[32];
+  for (int i = 0;; i++) {
+    snprintf(room, sizeof room, "lobby%d", i);
+    int s = stead_shard_for_key("chatroom", room, 64, NULL);
+    if (stead_shard_owner((uint32_t)s, ids, 2, NULL) == 0)
+      break;
+  }
+  wsc *ann = ws_open(&c, 0, room, "ann");
+  wsc *bob = ws_open(&c, 1, room, "bob");
+  const char *m = "{\"text\":\"hello\"}";
+  assert_int_equal(wsc_send(ann, m, strlen(m), 0), 0);
+  ws_expect_text(ann, "\"user\":\"ann\",\"text\":\"hello\"");
+  ws_expect_text(bob, "\"user\":\"ann\",\"text\":\"hello\"");
+  for (int i = 0; i < 50; i++) {
+    char b[64];
+    int n = snprintf(b, sizeof b, "{\"text\":\"b%d\"}", i);
+    assert_int_equal(wsc_send(bob, b, (size_t)n, 0), 0);
+  }
+  for (int i = 0; i < 50; i++) {
+    char want[32];
+    snprintf(want, sizeof want, "\"text\":\"b%d\"", i);
+    ws_expect_text(bob, want);
+    ws_expect_text(ann, want);
+  }
+  wsc_free(bob);
+  wsc_free(ann);
+  pc_stop_all(&c);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   const char *only = getenv("STEAD_TEST_FILTER"); /* e.g. test_kill, by hand */
@@ -440,7 +502,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_exact),   cmocka_unit_test(test_kill),
       cmocka_unit_test(test_pause),   cmocka_unit_test(test_roll),
-      cmocka_unit_test(test_garbage),
+      cmocka_unit_test(test_garbage), cmocka_unit_test(test_ws),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 #include <wslay/wslay.h>
 
@@ -169,7 +170,9 @@ int wsc_raw(wsc *c, const void *data, size_t len) {
 int wsc_recv(wsc *c, int timeout_ms, char **data, size_t *len) {
   if (data)
     *data = NULL;
-  for (int waited = 0;;) {
+  struct timespec t0;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (;;) {
     if (c->head) {
       item *it = c->head;
       c->head = it->next;
@@ -189,11 +192,16 @@ int wsc_recv(wsc *c, int timeout_ms, char **data, size_t *len) {
     if (c->eof)
       return -1;
     struct pollfd pf = {c->fd, POLLIN, 0};
-    int step = timeout_ms - waited < 50 ? timeout_ms - waited : 50;
+    /* Elapsed time, not the sum of poll steps: a socket that is readable
+     * without a whole frame would otherwise use up the budget at once. */
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    long waited =
+        (long)(t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000;
+    long step = timeout_ms - waited < 50 ? timeout_ms - waited : 50;
     if (step <= 0)
       return 0;
-    int r = poll(&pf, 1, step);
-    waited += step;
+    int r = poll(&pf, 1, (int)step);
     if (r > 0 && wslay_event_recv(c->ctx) != 0 && !c->head)
       c->eof = 1;
   }
