@@ -350,6 +350,18 @@ static void on_shard_msg(stead__nats_replier *r, const void *data, size_t len, v
   else
     hint_locked(n, s, hint, sizeof hint);
   pthread_mutex_unlock(&n->mu);
+  if (!mine && n->rt.duplicate) {
+    /* A copy of a request this node ran before the shard moved: the
+     * runtime answers it with the first outcome (never "not owner"). */
+    stead__node_replier *rep = r ? malloc(sizeof *rep) : NULL;
+    if (rep)
+      *rep = (stead__node_replier){r, env.corr, s, n->max_payload};
+    if ((!r || rep) && n->rt.duplicate(n->rt.udata, &env, rep)) {
+      stead__env_free(&env);
+      return;
+    }
+    free(rep);
+  }
   if (!mine) {
     cnt(&n->n_not_owner);
     char msg[256];

@@ -25,6 +25,7 @@
 #include "storage/backend.h"
 #include "util/util.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct stead__node stead__node;
@@ -67,6 +68,14 @@ typedef struct stead__node_runtime {
    * and stead__node_owner_epoch fails, so commits of that epoch are fenced
    * anyway; drop the shard's activations without committing. Required. */
   void (*lost)(void *u, uint32_t shard, uint64_t epoch);
+  /* Optional: a request (or one-way) for a shard this node does not own,
+   * asked before the node answers "not owner". Returns true if the
+   * runtime already handled a copy of it (same request id): then the
+   * runtime answers `r` (NULL for a one-way) with that copy's outcome,
+   * now or when it finishes, and the node must not refuse it. "Not owner"
+   * tells the caller to try elsewhere, so it must never answer a copy of
+   * a request that ran here: the caller would run it twice. */
+  bool (*duplicate)(void *u, const stead__env *env, stead__node_replier *r);
   /* Optional: this node now owns `shard` with tenure `epoch` (e.g. start
    * its alarms: alarms fire only on the owner). Called before the first
    * handle() of the tenure. */

@@ -599,6 +599,8 @@ static void answer_waiters(stead__cluster *cl, seen_wait *w, int status, const v
   }
 }
 
+static void seen_answer_dup(stead__cluster *cl, seen *e, stead__node_replier *r);
+
 /* Whether the message with id `key` is new (true: run it; recorded as
  * running) or a duplicate (false: `r`, if any, was answered or will be
  * with the first copy's outcome). */
@@ -617,17 +619,38 @@ static bool seen_first(stead__cluster *cl, uint64_t key, stead__node_replier *r)
                    "a duplicate of a request that ran too long to be answered");
     return true;
   }
+  seen_answer_dup(cl, e, r);
+  return false;
+}
+
+/* Whether `key` was seen (true: a duplicate, `r` answered as by
+ * seen_first); an unseen id is not recorded. */
+static bool seen_again(stead__cluster *cl, uint64_t key, stead__node_replier *r) {
+  pthread_mutex_lock(&cl->seen_mu);
+  seen *e = *seen_find(cl, key);
+  if (!e) {
+    pthread_mutex_unlock(&cl->seen_mu);
+    return false;
+  }
+  seen_answer_dup(cl, e, r);
+  return true;
+}
+
+/* Answers duplicate `r` of entry `e` with the first copy's outcome, now
+ * or (still running) when it finishes. Called with seen_mu held; releases
+ * it. */
+static void seen_answer_dup(stead__cluster *cl, seen *e, stead__node_replier *r) {
   stead__counter_add(&cl->duplicates, 1);
   if (!r) {
     pthread_mutex_unlock(&cl->seen_mu);
-    return false;
+    return;
   }
   seen_wait *w = e->done ? NULL : malloc(sizeof *w);
   if (w) {
     *w = (seen_wait){e->waiters, r};
     e->waiters = w;
     pthread_mutex_unlock(&cl->seen_mu);
-    return false;
+    return;
   }
   int status = e->done && !e->kept && e->status == 0 ? STEAD_ETIMEDOUT : e->status;
   void *data = NULL;
@@ -645,7 +668,6 @@ static bool seen_first(stead__cluster *cl, uint64_t key, stead__node_replier *r)
                        : (status ? "a duplicate of a request already answered" : NULL));
   free(data);
   free(msg);
-  return false;
 }
 
 /* The first copy of `key` finished: remember the outcome, answer the
@@ -769,6 +791,17 @@ static void handle_call(stead_rt *rt, const stead__class_rec *c, const stead__en
     stead__call_unref(call);
   stead__msg_free(m);
   answer(q, rc, NULL, 0, why);
+}
+
+/* A request for a shard this node does not own: a copy of one it ran (a
+ * redelivery that came after the shard moved) gets the first outcome, not
+ * "not owner", which would make the caller run it again elsewhere. */
+static bool on_duplicate(void *u, const stead__env *env, stead__node_replier *r) {
+  stead__cluster *cl = u;
+  const char *rid = stead__env_header_get(env, RID_HEADER);
+  if (!rid || cl->no_dedup)
+    return false;
+  return seen_again(cl, seen_key(rid, strlen(rid)), r);
 }
 
 static void on_handle(void *u, const stead__env *env, stead__node_replier *r) {
@@ -1139,6 +1172,7 @@ int stead__cluster_join(stead_rt *rt) {
   stead__node_runtime cb = {.handle = on_handle,
                             .drain = on_drain,
                             .lost = on_lost,
+                            .duplicate = on_duplicate,
                             .acquired = on_acquired,
                             .released = on_released,
                             .event = on_event,

@@ -535,6 +535,19 @@ static void send_reply(simnet *s, const sreply *q, int status, const void *paylo
   net_send(s, m);
 }
 
+/* Traces a request as it arrives: which copy of which forward (the
+ * request id's sequence; its boot part holds a real clock, so it is left
+ * out to keep traces deterministic), and whether the receiver owns it. */
+static void trace_request(simnet *s, const nmsg *m, snode *nd, const stead__env *env) {
+  const char *rid = stead__env_header_get(env, "x-stead-rid");
+  const char *seq = rid ? strrchr(rid, ':') : NULL;
+  trace(s, "req n%d->n%d corr %llu rid n%d:%s %s/%s.%s(%.*s) owns %d", m->src, nd->idx,
+        (unsigned long long)env->corr, m->src, seq ? seq + 1 : "-", env->cls, env->id,
+        env->method ? env->method : "-",
+        (int)(env->payload_len < 20 ? env->payload_len : 20), (const char *)env->payload,
+        node_owns(nd, env->shard));
+}
+
 static void deliver_request(snode *nd, nmsg *m) {
   simnet *s = nd->net;
   stead__env env;
@@ -543,9 +556,19 @@ static void deliver_request(snode *nd, nmsg *m) {
     return;
   }
   sreply q = {m->src, m->dst_inc, nd->idx, m->attempt, env.corr, env.shard};
+  trace_request(s, m, nd, &env);
   q.caller_inc = s->n[m->src].incarnation;
   if (!node_owns(nd, env.shard)) {
-    send_reply(s, &q, STEAD_ENOTOWNER, NULL, 0, "not the owner of this shard");
+    /* As node.c: a copy of a request this runtime ran gets its outcome. */
+    sreply *r = malloc(sizeof *r);
+    if (r)
+      *r = q;
+    if (r && nd->cb.duplicate &&
+        nd->cb.duplicate(nd->cb.udata, &env, (stead__node_replier *)r))
+      r = NULL;
+    else
+      send_reply(s, &q, STEAD_ENOTOWNER, NULL, 0, "not the owner of this shard");
+    free(r);
   } else {
     sreply *r = malloc(sizeof *r);
     if (r) {
@@ -983,6 +1006,11 @@ static int ctr_inc(stead_ctx *ctx, const void *arg, size_t len) {
   void *had = NULL;
   int rc = stead_get(ctx, key, strlen(key), &had, NULL);
   stead_free(had);
+  {
+    stead_rt *rt = stead__ctx_rt(ctx);
+    trace(net_of(ctx), "inc %s of ctr/%s at n%d", key, stead_object_id(ctx),
+          ((snode *)rt->manual->u)->idx);
+  }
   check(net_of(ctx), rc != 0, "increment %s of ctr/%s applied twice", key,
         stead_object_id(ctx));
   if ((rc = put_u64(ctx, "v", v + 1)) != 0 ||
