@@ -76,22 +76,27 @@ static int64_t mono_ns(void *u) {
   return ((stead__sim *)u)->now_ns;
 }
 
-void stead__sim_trace(stead__sim *s, const char *fmt, ...) {
+void stead__sim_trace_v(uint64_t *hash, FILE *out, int64_t now_us, const char *fmt,
+                        va_list ap) {
   char line[512];
-  va_list ap;
-  va_start(ap, fmt);
   int n = vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
   if (n < 0)
     return;
   if ((size_t)n >= sizeof line)
     n = (int)sizeof line - 1;
-  uint64_t h = s->r->trace_hash;
+  uint64_t h = *hash;
   for (int i = 0; i < n; i++)
     h = (h ^ (uint8_t)line[i]) * 0x100000001B3ULL;
-  s->r->trace_hash = (h ^ '\n') * 0x100000001B3ULL;
-  if (s->o.trace)
-    fprintf(s->o.trace, "%lld %s\n", (long long)(s->now_ns / 1000), line);
+  *hash = (h ^ '\n') * 0x100000001B3ULL;
+  if (out)
+    fprintf(out, "%lld %s\n", (long long)now_us, line);
+}
+
+void stead__sim_trace(stead__sim *s, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  stead__sim_trace_v(&s->r->trace_hash, s->o.trace, s->now_ns / 1000, fmt, ap);
+  va_end(ap);
 }
 
 void stead__sim_check(stead__sim *s, int ok, const char *fmt, ...) {

@@ -16,6 +16,7 @@
 #include "core/core.h"
 #include "storage/backend.h"
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -138,6 +139,15 @@ int stead__sim_step(stead__sim *s);
 
 /* Uniform in [0, n) from the run's generator (n > 0). */
 uint64_t stead__sim_rand(stead__sim *s, uint64_t n);
+/* Folds a formatted line into *hash (FNV-1a, the line then '\n') and
+ * prints it with the time in us when `out` is non-NULL: one trace format
+ * for the single-runtime and the cluster simulations. */
+void stead__sim_trace_v(uint64_t *hash, FILE *out, int64_t now_us, const char *fmt,
+                        va_list ap);
+/* A decimal uint64 stored under `key` (0 when absent; *err set on a
+ * storage error), and its write. For the workloads' handlers. */
+uint64_t stead__sim_get_u64(stead_ctx *ctx, const char *key, int *err);
+int stead__sim_put_u64(stead_ctx *ctx, const char *key, uint64_t x);
 /* Adds a formatted line to the trace (and prints it if tracing). */
 void stead__sim_trace(stead__sim *s, const char *fmt, ...)
 #if defined(__GNUC__)

@@ -199,21 +199,10 @@ static void trace(simnet *s, const char *fmt, ...)
     ;
 
 static void trace(simnet *s, const char *fmt, ...) {
-  char line[512];
   va_list ap;
   va_start(ap, fmt);
-  int n = vsnprintf(line, sizeof line, fmt, ap);
+  stead__sim_trace_v(&s->r->trace_hash, s->o.trace, s->now / 1000, fmt, ap);
   va_end(ap);
-  if (n < 0)
-    return;
-  if ((size_t)n >= sizeof line)
-    n = (int)sizeof line - 1;
-  uint64_t h = s->r->trace_hash;
-  for (int i = 0; i < n; i++)
-    h = (h ^ (uint8_t)line[i]) * 0x100000001B3ULL;
-  s->r->trace_hash = (h ^ '\n') * 0x100000001B3ULL;
-  if (s->o.trace)
-    fprintf(s->o.trace, "%lld %s\n", (long long)(s->now / 1000), line);
 }
 
 static void check(simnet *s, int ok, const char *fmt, ...)
@@ -979,28 +968,11 @@ static op *op_find(simnet *s, uint64_t uid) {
   return uid >= 1 && uid <= s->nops ? s->ops[uid - 1] : NULL;
 }
 
-static uint64_t get_u64(stead_ctx *ctx, const char *key, int *err) {
-  void *v = NULL;
-  size_t len = 0;
-  int rc = stead_get(ctx, key, strlen(key), &v, &len);
-  uint64_t x = rc == 0 ? strtoull(v, NULL, 10) : 0;
-  if (rc != 0 && rc != STEAD_ENOTFOUND)
-    *err = rc;
-  stead_free(v);
-  return x;
-}
-
-static int put_u64(stead_ctx *ctx, const char *key, uint64_t x) {
-  char b[32];
-  int n = snprintf(b, sizeof b, "%" PRIu64, x);
-  return stead_put(ctx, key, strlen(key), b, (size_t)n);
-}
-
 static int ctr_inc(stead_ctx *ctx, const void *arg, size_t len) {
   char key[48];
   snprintf(key, sizeof key, "op/%.*s", (int)(len < 24 ? len : 24), (const char *)arg);
   int err = 0;
-  uint64_t v = get_u64(ctx, "v", &err);
+  uint64_t v = stead__sim_get_u64(ctx, "v", &err);
   if (err)
     return stead_fail_code(ctx, err, "reading v: %s", stead_errmsg());
   void *had = NULL;
@@ -1013,7 +985,7 @@ static int ctr_inc(stead_ctx *ctx, const void *arg, size_t len) {
   }
   check(net_of(ctx), rc != 0, "increment %s of ctr/%s applied twice", key,
         stead_object_id(ctx));
-  if ((rc = put_u64(ctx, "v", v + 1)) != 0 ||
+  if ((rc = stead__sim_put_u64(ctx, "v", v + 1)) != 0 ||
       (rc = stead_put(ctx, key, strlen(key), "1", 1)) != 0)
     return stead_fail_code(ctx, rc, "writing: %s", stead_errmsg());
   char b[32];
@@ -1065,7 +1037,7 @@ static int snd_push(stead_ctx *ctx, const void *arg, size_t len) {
   char key[32];
   snprintf(key, sizeof key, "seq/%s", rcv);
   int err = 0;
-  uint64_t seq = get_u64(ctx, key, &err);
+  uint64_t seq = stead__sim_get_u64(ctx, key, &err);
   if (err)
     return stead_fail_code(ctx, err, "reading %s: %s", key, stead_errmsg());
   const char *me = stead_object_id(ctx);
@@ -1079,7 +1051,7 @@ static int snd_push(stead_ctx *ctx, const void *arg, size_t len) {
     if (rc)
       return stead_fail(ctx, "send: %s", stead_errmsg());
   }
-  int rc = put_u64(ctx, key, seq);
+  int rc = stead__sim_put_u64(ctx, key, seq);
   return rc ? stead_fail_code(ctx, rc, "writing: %s", stead_errmsg()) : 0;
 }
 
@@ -1124,7 +1096,7 @@ static int rcv_recv(stead_ctx *ctx, const void *arg, size_t len) {
   trace(s, "recv %s %s %llu", me, sender, seq);
   char key[32];
   snprintf(key, sizeof key, "last/%s", sender);
-  int rc = put_u64(ctx, key, seq);
+  int rc = stead__sim_put_u64(ctx, key, seq);
   if (rc)
     return stead_fail_code(ctx, rc, "writing: %s", stead_errmsg());
   /* Checked when the turn commits: a turn whose effects were discarded

@@ -82,7 +82,8 @@ static op *op_find(stead__workload *w, uint64_t uid) {
 
 /* ---- storage helpers --------------------------------------------------- */
 
-static uint64_t get_u64(stead_ctx *ctx, const char *key, int *err) {
+/* Shared with the cluster workload (sim.h). */
+uint64_t stead__sim_get_u64(stead_ctx *ctx, const char *key, int *err) {
   void *v = NULL;
   size_t len = 0;
   int rc = stead_get(ctx, key, strlen(key), &v, &len);
@@ -95,7 +96,7 @@ static uint64_t get_u64(stead_ctx *ctx, const char *key, int *err) {
   return x;
 }
 
-static int put_u64(stead_ctx *ctx, const char *key, uint64_t x) {
+int stead__sim_put_u64(stead_ctx *ctx, const char *key, uint64_t x) {
   char b[32];
   int n = snprintf(b, sizeof b, "%" PRIu64, x);
   return stead_put(ctx, key, strlen(key), b, (size_t)n);
@@ -107,7 +108,7 @@ static int ctr_inc(stead_ctx *ctx, const void *arg, size_t len) {
   char key[48];
   snprintf(key, sizeof key, "op/%.*s", (int)(len < 24 ? len : 24), (const char *)arg);
   int err = 0;
-  uint64_t v = get_u64(ctx, "v", &err);
+  uint64_t v = stead__sim_get_u64(ctx, "v", &err);
   if (err)
     return stead_fail_code(ctx, err, "reading v: %s", stead_errmsg());
   void *had = NULL;
@@ -116,7 +117,7 @@ static int ctr_inc(stead_ctx *ctx, const void *arg, size_t len) {
   if (rc == 0) /* already applied: the runtime delivered it twice */
     stead__sim_check(stead__sim_of(ctx), 0, "increment %s of %s applied twice", key,
                      stead_object_id(ctx));
-  if ((rc = put_u64(ctx, "v", v + 1)) != 0 ||
+  if ((rc = stead__sim_put_u64(ctx, "v", v + 1)) != 0 ||
       (rc = stead_put(ctx, key, strlen(key), "1", 1)))
     return stead_fail_code(ctx, rc, "writing: %s", stead_errmsg());
   char b[32];
@@ -171,7 +172,7 @@ static int snd_push(stead_ctx *ctx, const void *arg, size_t len) {
   char key[32];
   snprintf(key, sizeof key, "seq/%s", rcv);
   int err = 0;
-  uint64_t seq = get_u64(ctx, key, &err);
+  uint64_t seq = stead__sim_get_u64(ctx, key, &err);
   if (err)
     return stead_fail_code(ctx, err, "reading %s: %s", key, stead_errmsg());
   for (unsigned i = 0; i < n; i++) {
@@ -185,7 +186,7 @@ static int snd_push(stead_ctx *ctx, const void *arg, size_t len) {
     if (rc)
       return stead_fail(ctx, "send: %s", stead_errmsg());
   }
-  int rc = put_u64(ctx, key, seq);
+  int rc = stead__sim_put_u64(ctx, key, seq);
   return rc ? stead_fail_code(ctx, rc, "writing: %s", stead_errmsg()) : 0;
 }
 
@@ -226,7 +227,7 @@ static int rcv_recv(stead_ctx *ctx, const void *arg, size_t len) {
   stead__sim_trace(s, "recv %s %s %llu", me, sender, seq);
   char key[32];
   snprintf(key, sizeof key, "last/%s", sender);
-  int rc = put_u64(ctx, key, seq);
+  int rc = stead__sim_put_u64(ctx, key, seq);
   return rc ? stead_fail_code(ctx, rc, "writing: %s", stead_errmsg()) : 0;
 }
 
@@ -312,7 +313,7 @@ static int pub_emit(stead_ctx *ctx, const void *arg, size_t len) {
   if (sscanf(buf, "%llu %d", &uid, &t) != 2 || me[0] != 'p')
     return stead_fail(ctx, "bad emit payload");
   int err = 0;
-  uint64_t seq = get_u64(ctx, "seq", &err) + 1;
+  uint64_t seq = stead__sim_get_u64(ctx, "seq", &err) + 1;
   if (err)
     return stead_fail_code(ctx, err, "reading seq: %s", stead_errmsg());
   char topic[32], ev[64];
@@ -321,7 +322,7 @@ static int pub_emit(stead_ctx *ctx, const void *arg, size_t len) {
                    stead__sim_incarnation(s));
   int rc = stead_emit(ctx, topic, ev, (size_t)n);
   if (rc == 0)
-    rc = put_u64(ctx, "seq", seq);
+    rc = stead__sim_put_u64(ctx, "seq", seq);
   return rc ? stead_fail_code(ctx, rc, "emit: %s", stead_errmsg()) : 0;
 }
 
@@ -372,7 +373,7 @@ static int sub_on_event(stead_ctx *ctx, const char *topic, const void *payload,
     w->last_ev[p][si] = seq;
   }
   stead__sim_trace(s, "event %s at sub/%s", buf, stead_object_id(ctx));
-  return put_u64(ctx, pubid, seq);
+  return stead__sim_put_u64(ctx, pubid, seq);
 }
 
 static const stead_method sub_methods[] = {{"subscribe", sub_subscribe}, {NULL, NULL}};
