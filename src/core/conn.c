@@ -1537,6 +1537,16 @@ static int wire_parse(const stead__env *env, bool need_from, wire_in *w) {
   return 0;
 }
 
+/* A close reason from the wire's payload, cut as copy_reason cuts. */
+static void wire_reason(const stead__env *env, char why[STEAD_MAX_CONN_REASON + 1]) {
+  char raw[STEAD_MAX_CONN_REASON + 1];
+  size_t n = env->payload_len < sizeof raw - 1 ? env->payload_len : sizeof raw - 1;
+  if (n)
+    memcpy(raw, env->payload, n);
+  raw[n] = 0;
+  copy_reason(why, raw);
+}
+
 /* A close code from the wire: what a client may report, else ABNORMAL. */
 static int wire_code(uint64_t c) {
   return c >= 1000 && c <= 4999 ? (int)c : STEAD_CLOSE_ABNORMAL;
@@ -1744,9 +1754,7 @@ void stead__conn_remote_push(stead_rt *rt, const stead__env *env) {
     r->seq_in = w.seq;
     r->obj_close_sent = true; /* the object closed it */
     char why[STEAD_MAX_CONN_REASON + 1];
-    size_t n = env->payload_len < sizeof why - 1 ? env->payload_len : sizeof why - 1;
-    memcpy(why, env->payload, n);
-    why[n] = 0;
+    wire_reason(env, why);
     drops = close_locked(m, r, wire_code(w.code), why, false, &tell_obj);
   } else if (!o) {
     drops = close_locked(m, r, STEAD_CLOSE_INTERNAL, "out of memory", false, &tell_obj);
@@ -1888,10 +1896,7 @@ void stead__conn_remote_in(stead_rt *rt, const stead__env *env,
   if (strcmp(w.op, "close") == 0) {
     pthread_mutex_unlock(&m->mu);
     char why[STEAD_MAX_CONN_REASON + 1];
-    size_t n = env->payload_len < sizeof why - 1 ? env->payload_len : sizeof why - 1;
-    memcpy(why, env->payload, n);
-    why[n] = 0;
-    copy_reason(why, why);
+    wire_reason(env, why);
     remote_client_gone(r, wire_code(w.code), why);
     answer(a, 0, NULL, 0, NULL);
     rec_unref(r);
